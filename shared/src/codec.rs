@@ -1,0 +1,360 @@
+//! The versioned binary encoding of a [`Snapshot`] and capped decompression of request bodies.
+//!
+//! Layout: `MAGIC` (4 bytes) · `VERSION` (1 byte) · one zstd frame holding the postcard
+//! serialization of the snapshot. Decoding never allocates more than the caller's cap, however
+//! the compressed bytes claim to expand.
+
+use std::io::Read;
+
+use crate::{Snapshot, WireError};
+
+/// First bytes of every encoded snapshot.
+pub const MAGIC: [u8; 4] = *b"FGSN";
+/// Encoding version written by [`encode`] and the only one [`decode`] accepts.
+pub const VERSION: u8 = 1;
+/// HTTP `Content-Type` of an encoded snapshot.
+pub const CONTENT_TYPE: &str = "application/vnd.fleetgate.snapshot";
+
+/// zstd level used by [`encode`]: level 3 is zstd's default, fast and within a few percent of
+/// the ratio of much slower levels for metric text.
+const DEFAULT_LEVEL: i32 = 3;
+
+/// Encodes a snapshot: header plus zstd-compressed postcard payload.
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    encode_with_level(snapshot, DEFAULT_LEVEL)
+}
+
+/// Encodes a snapshot with an explicit zstd level.
+pub fn encode_with_level(snapshot: &Snapshot, level: i32) -> Vec<u8> {
+    // Serializing plain owned data into a Vec cannot fail: postcard errors only on
+    // unsupported serde features (none are used) or a full fixed buffer (none here).
+    let payload = postcard::to_stdvec(snapshot).unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len() / 4 + 16);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    // Writing into a Vec is infallible; zstd only fails here on an invalid level, and the
+    // level is clamped to zstd's range.
+    let level = level.clamp(1, 19);
+    match zstd::stream::copy_encode(payload.as_slice(), &mut out, level) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Decodes an encoded snapshot, refusing to decompress past `max_decompressed` bytes.
+pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Snapshot, WireError> {
+    if body.len() < MAGIC.len() + 1 || body[..MAGIC.len()] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = body[MAGIC.len()];
+    if version != VERSION {
+        return Err(WireError::UnsupportedVersion(version));
+    }
+    let payload = decompress_capped(
+        ContentEncoding::Zstd,
+        &body[MAGIC.len() + 1..],
+        max_decompressed,
+    )?;
+    postcard::from_bytes(&payload).map_err(|e| WireError::Payload(e.to_string()))
+}
+
+/// A `Content-Encoding` the hub accepts on request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// No compression.
+    Identity,
+    /// zstd frame(s).
+    Zstd,
+    /// gzip member(s).
+    Gzip,
+}
+
+impl ContentEncoding {
+    /// Parses a `Content-Encoding` header value; `None` for an encoding not supported.
+    pub fn from_header(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Some(ContentEncoding::Identity),
+            "zstd" => Some(ContentEncoding::Zstd),
+            "gzip" | "x-gzip" => Some(ContentEncoding::Gzip),
+            _ => None,
+        }
+    }
+}
+
+/// Decompresses `body` but stops with [`WireError::TooLarge`] as soon as the output would pass
+/// `cap` bytes: memory use is bounded by the cap, not by what the stream claims.
+pub fn decompress_capped(
+    encoding: ContentEncoding,
+    body: &[u8],
+    cap: usize,
+) -> Result<Vec<u8>, WireError> {
+    match encoding {
+        ContentEncoding::Identity => {
+            if body.len() > cap {
+                Err(WireError::TooLarge { limit: cap })
+            } else {
+                Ok(body.to_vec())
+            }
+        }
+        ContentEncoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
+                WireError::Decompress {
+                    encoding: "zstd",
+                    detail: e.to_string(),
+                }
+            })?;
+            read_capped(decoder, body.len(), cap, "zstd")
+        }
+        ContentEncoding::Gzip => {
+            read_capped(flate2::read::MultiGzDecoder::new(body), body.len(), cap, "gzip")
+        }
+    }
+}
+
+fn read_capped(
+    reader: impl Read,
+    compressed_len: usize,
+    cap: usize,
+    encoding: &'static str,
+) -> Result<Vec<u8>, WireError> {
+    // Start with a guess of the usual ratio, never more than the cap; the Vec grows as needed.
+    let mut out = Vec::with_capacity(compressed_len.saturating_mul(8).min(cap));
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| WireError::Decompress {
+            encoding,
+            detail: e.to_string(),
+        })?;
+    if out.len() > cap {
+        return Err(WireError::TooLarge { limit: cap });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Summary, Value};
+    use proptest::prelude::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            seq: 7,
+            interval_ms: 15_000,
+            timestamp_ms: 1_700_000_000_000,
+            families: vec![
+                Family {
+                    name: "node_load1".into(),
+                    help: "1m load average.".into(),
+                    kind: MetricType::Gauge,
+                    series: vec![Series {
+                        labels: vec![],
+                        value: Value::Scalar(0.42),
+                    }],
+                },
+                Family {
+                    name: "rpc_duration_seconds".into(),
+                    help: "RPC latency.".into(),
+                    kind: MetricType::Histogram,
+                    series: vec![Series {
+                        labels: vec![Label::new("method", "get")],
+                        value: Value::Histogram(Histogram {
+                            buckets: vec![
+                                Bucket { le: 0.1, count: 3.0 },
+                                Bucket { le: 1.0, count: 5.0 },
+                            ],
+                            sum: 2.5,
+                            count: 6.0,
+                        }),
+                    }],
+                },
+                Family {
+                    name: "gc_seconds".into(),
+                    help: String::new(),
+                    kind: MetricType::Summary,
+                    series: vec![Series {
+                        labels: vec![],
+                        value: Value::Summary(Summary {
+                            quantiles: vec![Quantile { quantile: 0.5, value: 0.001 }],
+                            sum: 1.0,
+                            count: 100.0,
+                        }),
+                    }],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let s = sample();
+        let bytes = encode(&s);
+        assert_eq!(&bytes[..4], b"FGSN");
+        assert_eq!(decode(&bytes, 1 << 20).unwrap(), s);
+    }
+
+    #[test]
+    fn wrong_magic_and_version_are_named() {
+        assert_eq!(decode(b"nope!", 1024), Err(WireError::BadMagic));
+        let mut bytes = encode(&sample());
+        bytes[4] = 9;
+        assert_eq!(decode(&bytes, 1 << 20), Err(WireError::UnsupportedVersion(9)));
+    }
+
+    #[test]
+    fn zstd_bomb_is_rejected_at_the_cap() {
+        // 256 MiB of zeros compresses to a few KB.
+        let zeros = std::io::repeat(0).take(256 << 20);
+        let mut bomb = Vec::new();
+        zstd::stream::copy_encode(zeros, &mut bomb, 19).unwrap();
+        assert!(bomb.len() < 64 * 1024, "bomb is {} bytes", bomb.len());
+        let cap = 1 << 20;
+        assert_eq!(
+            decompress_capped(ContentEncoding::Zstd, &bomb, cap),
+            Err(WireError::TooLarge { limit: cap })
+        );
+        let mut framed = MAGIC.to_vec();
+        framed.push(VERSION);
+        framed.extend_from_slice(&bomb);
+        assert_eq!(decode(&framed, cap), Err(WireError::TooLarge { limit: cap }));
+    }
+
+    #[test]
+    fn gzip_bomb_is_rejected_at_the_cap() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&chunk).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert_eq!(
+            decompress_capped(ContentEncoding::Gzip, &bomb, 4096),
+            Err(WireError::TooLarge { limit: 4096 })
+        );
+    }
+
+    #[test]
+    fn exactly_the_cap_is_accepted() {
+        let data = vec![b'a'; 1000];
+        let z = zstd::stream::encode_all(data.as_slice(), 3).unwrap();
+        assert_eq!(decompress_capped(ContentEncoding::Zstd, &z, 1000).unwrap(), data);
+        assert!(decompress_capped(ContentEncoding::Zstd, &z, 999).is_err());
+        assert!(decompress_capped(ContentEncoding::Identity, &data, 999).is_err());
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors_not_panics() {
+        assert!(matches!(
+            decompress_capped(ContentEncoding::Zstd, b"\x28\xb5\x2f\xfdgarbage", 1024),
+            Err(WireError::Decompress { .. })
+        ));
+        assert!(matches!(
+            decompress_capped(ContentEncoding::Gzip, b"\x1f\x8bgarbage", 1024),
+            Err(WireError::Decompress { .. })
+        ));
+        let mut framed = MAGIC.to_vec();
+        framed.push(VERSION);
+        framed.extend(zstd::stream::encode_all(&b"\xff\xff\xff\xff\xff"[..], 3).unwrap());
+        assert!(matches!(decode(&framed, 1024), Err(WireError::Payload(_))));
+    }
+
+    #[test]
+    fn integral_values_are_compact() {
+        let mut s = sample();
+        s.families[0].series[0].value = Value::Scalar(1.0);
+        let int = postcard::to_stdvec(&s).unwrap().len();
+        s.families[0].series[0].value = Value::Scalar(1.5);
+        let float = postcard::to_stdvec(&s).unwrap().len();
+        assert!(int + 7 <= float, "int {int} float {float}");
+    }
+
+    fn arb_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("NaN never compares equal", |f| !f.is_nan()),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64),
+            Just(f64::INFINITY),
+            Just(-0.0),
+            Just(9_007_199_254_740_993.0),
+        ]
+    }
+
+    fn arb_label() -> impl Strategy<Value = Label> {
+        ("[a-z_][a-z0-9_]{0,8}", any::<String>()).prop_map(|(n, v)| Label::new(n, v))
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            arb_f64().prop_map(Value::Scalar),
+            (prop::collection::vec((arb_f64(), arb_f64()), 0..4), arb_f64(), arb_f64()).prop_map(
+                |(b, sum, count)| Value::Histogram(Histogram {
+                    buckets: b.into_iter().map(|(le, count)| Bucket { le, count }).collect(),
+                    sum,
+                    count,
+                })
+            ),
+            (prop::collection::vec((arb_f64(), arb_f64()), 0..4), arb_f64(), arb_f64()).prop_map(
+                |(q, sum, count)| Value::Summary(Summary {
+                    quantiles: q
+                        .into_iter()
+                        .map(|(quantile, value)| Quantile { quantile, value })
+                        .collect(),
+                    sum,
+                    count,
+                })
+            ),
+        ]
+    }
+
+    fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
+        let series = (prop::collection::vec(arb_label(), 0..4), arb_value())
+            .prop_map(|(labels, value)| Series { labels, value });
+        let family = (
+            "[a-zA-Z_:][a-zA-Z0-9_:]{0,20}",
+            any::<String>(),
+            prop_oneof![
+                Just(MetricType::Counter),
+                Just(MetricType::Gauge),
+                Just(MetricType::Untyped),
+                Just(MetricType::Histogram),
+                Just(MetricType::Summary),
+            ],
+            prop::collection::vec(series, 0..5),
+        )
+            .prop_map(|(name, help, kind, series)| Family {
+                name,
+                help,
+                kind,
+                series,
+            });
+        (any::<u64>(), any::<u64>(), any::<i64>(), prop::collection::vec(family, 0..6)).prop_map(
+            |(seq, interval_ms, timestamp_ms, families)| Snapshot {
+                seq,
+                interval_ms,
+                timestamp_ms,
+                families,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn prop_round_trip(s in arb_snapshot()) {
+            let bytes = encode(&s);
+            let back = decode(&bytes, 16 << 20).unwrap();
+            // Compare bit patterns so -0.0 and +0.0 are told apart.
+            prop_assert_eq!(format!("{:?}", back), format!("{:?}", s));
+        }
+
+        #[test]
+        fn prop_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes, 4096);
+            let mut framed = MAGIC.to_vec();
+            framed.push(VERSION);
+            framed.extend_from_slice(&bytes);
+            let _ = decode(&framed, 4096);
+        }
+    }
+}
