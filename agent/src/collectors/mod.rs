@@ -2,6 +2,12 @@
 //! implements [`Collector`]. They write into a shared [`MetricBuffer`]; a failing collector never
 //! fails the others.
 
+pub mod agent_self;
+pub mod containers;
+pub mod gpu;
+pub mod host;
+pub mod scrape;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

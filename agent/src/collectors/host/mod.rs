@@ -1,0 +1,1 @@
+//! Host metrics with node_exporter names (placeholder: being written).
