@@ -1,1 +1,0 @@
-//! Container metrics with cAdvisor names from the Docker Engine API (placeholder: being written).

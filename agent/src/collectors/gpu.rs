@@ -1,1 +1,0 @@
-//! GPU metrics with dcgm-exporter names through NVML (placeholder: being written).

@@ -1,0 +1,1 @@
+//! GPU metrics with dcgm-exporter names through NVML (being written).

@@ -1,0 +1,160 @@
+//! The container collector against the real Docker engine: containers started from a busybox
+//! image built here with `docker import` show up with cAdvisor's names, labels and values, and
+//! disappear once removed; a missing or dead socket only disables the collector.
+
+mod containers_support;
+
+use containers_support::{docker_available, Container, Image};
+use fleetgate_agent::collectors::containers::ContainerCollector;
+use fleetgate_agent::collectors::{CollectError, Collector, MetricBuffer};
+use fleetgate_shared::{Series, Value};
+
+const SOCKET: &str = "/var/run/docker.sock";
+
+async fn collect(collector: &mut ContainerCollector) -> MetricBuffer {
+    let mut out = MetricBuffer::new();
+    collector.collect(&mut out).await.expect("collect");
+    out
+}
+
+fn series<'a>(out: &'a MetricBuffer, family: &str, container: &str) -> Vec<&'a Series> {
+    out.families()
+        .iter()
+        .filter(|f| f.name == family)
+        .flat_map(|f| f.series.iter())
+        .filter(|s| label(s, "name") == Some(container))
+        .collect()
+}
+
+fn label<'a>(s: &'a Series, name: &str) -> Option<&'a str> {
+    s.labels
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.value.as_str())
+}
+
+fn value(s: &Series) -> f64 {
+    match s.value {
+        Value::Scalar(v) => v,
+        ref other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn one(out: &MetricBuffer, family: &str, container: &str) -> f64 {
+    let found = series(out, family, container);
+    assert_eq!(found.len(), 1, "{family} for {container}: {found:?}");
+    value(found[0])
+}
+
+#[tokio::test]
+async fn busy_container_shows_rising_cpu_and_its_identity_labels() {
+    if !docker_available() {
+        return;
+    }
+    let image = Image::build("cpu");
+    let busy = Container::run(&image, "busy", &[], "yes > /dev/null");
+    let mut collector = ContainerCollector::new(SOCKET).expect("collector");
+
+    let first = collect(&mut collector).await;
+    let cpu = series(&first, "container_cpu_usage_seconds_total", &busy.name);
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    assert_eq!(label(cpu[0], "cpu"), Some("total"));
+    assert_eq!(label(cpu[0], "id"), Some(&*format!("/docker/{}", busy.id)));
+    assert_eq!(label(cpu[0], "image"), Some(&*image.reference));
+    let before = value(cpu[0]);
+
+    // A CPU-bound process accrues CPU time continuously; wait (bounded) until it shows.
+    let mut after = before;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let next = collect(&mut collector).await;
+        after = one(&next, "container_cpu_usage_seconds_total", &busy.name);
+        if after > before {
+            break;
+        }
+    }
+    assert!(
+        after > before,
+        "cpu usage did not rise: {before} -> {after}"
+    );
+    assert!(one(&first, "container_last_seen", &busy.name) > 1.6e9);
+    assert!(one(&first, "container_start_time_seconds", &busy.name) > 1.6e9);
+    assert!(one(&first, "container_memory_usage_bytes", &busy.name) > 0.0);
+}
+
+#[tokio::test]
+async fn memory_limit_and_docker_labels_come_from_inspect() {
+    if !docker_available() {
+        return;
+    }
+    let image = Image::build("spec");
+    let limited = Container::run(&image, "limited", &["--memory", "64m"], "sleep 600");
+    let labelled = Container::run(
+        &image,
+        "labelled",
+        &["--label", "com.example.team=infra"],
+        "sleep 600",
+    );
+    let mut collector = ContainerCollector::new(SOCKET).expect("collector");
+    let out = collect(&mut collector).await;
+
+    let limit = "container_spec_memory_limit_bytes";
+    assert_eq!(one(&out, limit, &limited.name), 67_108_864.0);
+    assert_eq!(one(&out, limit, &labelled.name), 0.0, "unlimited is 0");
+
+    let label_name = "container_label_com_example_team";
+    let seen = series(&out, "container_last_seen", &labelled.name);
+    assert_eq!(label(seen[0], label_name), Some("infra"));
+    // The unlabelled container carries the label name too, empty.
+    let seen = series(&out, "container_last_seen", &limited.name);
+    assert_eq!(label(seen[0], label_name), Some(""));
+
+    let text = fleetgate_shared::text::render(out.families());
+    fleetgate_shared::text::parse(&text).expect("exposition parses");
+}
+
+#[tokio::test]
+async fn removed_container_disappears_from_the_next_collection() {
+    if !docker_available() {
+        return;
+    }
+    let image = Image::build("gone");
+    let stays = Container::run(&image, "stays", &[], "sleep 600");
+    let goes = Container::run(&image, "goes", &[], "sleep 600");
+    let mut collector = ContainerCollector::new(SOCKET).expect("collector");
+
+    let before = collect(&mut collector).await;
+    assert_eq!(series(&before, "container_last_seen", &goes.name).len(), 1);
+    let goes_name = goes.name.clone();
+    drop(goes);
+
+    let after = collect(&mut collector).await;
+    assert!(
+        after
+            .families()
+            .iter()
+            .flat_map(|f| f.series.iter())
+            .all(|s| label(s, "name") != Some(&*goes_name)),
+        "removed container still reported"
+    );
+    assert_eq!(series(&after, "container_last_seen", &stays.name).len(), 1);
+}
+
+#[test]
+fn missing_socket_only_disables_the_collector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("docker.sock");
+    let err =
+        ContainerCollector::new(missing.to_str().expect("utf-8 path")).expect_err("no socket");
+    assert!(matches!(err, CollectError::Unavailable(_)), "{err:?}");
+
+    // A socket file whose listener is gone (a dead daemon) is just as unavailable.
+    let dead = dir.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    assert!(dead.exists());
+    let err = ContainerCollector::new(dead.to_str().expect("utf-8 path")).expect_err("dead socket");
+    match err {
+        CollectError::Unavailable(msg) => assert!(msg.contains("Docker"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
