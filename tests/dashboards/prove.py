@@ -1,0 +1,590 @@
+"""Proof that every Grafana panel shows data, against the real backend the panels query.
+
+Starts, on loopback only: a real fleetgate-hub, a real fleetgate-agent (host collector, containers
+from the real Docker engine, a real Triton on CPU via PyTriton), a synthetic GPU node that enrolls
+and pushes recorded dcgm-exporter text through the hub's real /push, and a real Prometheus
+scraping the hub with honor_labels. Then every target of every dashboard, with its template
+variables resolved through Prometheus like Grafana would, must return at least one series.
+Dashboard JSON is validated on the way (ids, datasource uid, units, variables, the Node
+overview's promise to show no hostnames or addresses).
+
+Exit status: 0 when everything holds, 1 on any failure.
+"""
+
+import argparse
+import atexit
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import requests
+import yaml
+
+import gpu_pusher
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DASHBOARDS = ROOT / "grafana" / "dashboards"
+DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources"
+HERE = pathlib.Path(__file__).resolve().parent
+
+# Panels that can only show data on hardware this machine lacks, with the reason. Each entry is
+# checked the other way round too: if it does return data, the entry is stale and the run fails.
+NEEDS_ABSENT_HARDWARE = {
+    ("Fleetgate / Triton", "Server GPU"):
+        "nv_gpu_utilization exists only when Triton sees a GPU; Triton runs on CPU here",
+    ("Fleetgate / Triton", "Server GPU memory"):
+        "nv_gpu_memory_* exist only when Triton sees a GPU; Triton runs on CPU here",
+    ("Fleetgate / Triton", "Server GPU power"):
+        "nv_gpu_power_* exist only when Triton sees a GPU; Triton runs on CPU here",
+}
+
+# Grafana unit ids (public/app/features/dimensions / @grafana/data valueFormats) the dashboards may
+# use. A typo here would render raw numbers, so units are checked against this list.
+GRAFANA_UNITS = {
+    "none", "short", "percent", "percentunit", "bytes", "decbytes", "bits", "kbytes", "mbytes",
+    "gbytes", "Bps", "binBps", "bps", "KBs", "MBs", "pps", "ops", "reqps", "rps", "wps", "iops",
+    "opm", "ns", "µs", "ms", "s", "m", "h", "d", "dtdurations", "dtdurationms", "dateTimeAsIso",
+    "hertz", "rothz", "celsius", "fahrenheit", "watt", "kwatt", "mwatt", "watth", "kwatth",
+    "joule", "volt", "amp", "locale", "hex", "sci", "string", "bool", "bool_on_off",
+}
+
+# Label names that would reveal a server's hostname or address.
+IDENTIFYING_LABELS = {"nodename", "hostname", "Hostname", "ip", "domainname", "address",
+                      "pci_bus_id", "UUID"}
+IP_RE = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+
+RANGE_SUBSTITUTIONS = {"$__rate_interval": "1m", "$__range": "5m", "$__interval": "2s"}
+
+
+def log(msg):
+    print(f"[dashboards] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def suffix():
+    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+class Stack:
+    """Everything the proof starts; stop() tears it all down, also on SIGTERM."""
+
+    def __init__(self, bin_dir, python, keep):
+        self.bin_dir, self.python, self.keep = bin_dir, python, keep
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fleetgate-dashboards-"))
+        self.procs = []
+        self.containers = []
+        self.image = None
+        self.stop_event = threading.Event()
+        self.threads = []
+        self.stopped = False
+        self.id = suffix()
+        self.agent_node = f"proof-cpu-{self.id}"
+        self.gpu_node = f"proof-gpu-{self.id}"
+
+    def spawn(self, name, argv, env=None):
+        logf = open(self.tmp / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def check_alive(self):
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; log:\n"
+                                   + self.tail(name))
+
+    def tail(self, name, lines=30):
+        path = self.tmp / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=10)
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs.clear()
+        for c in self.containers:
+            subprocess.run(["docker", "rm", "-f", c], capture_output=True, timeout=60)
+        self.containers.clear()
+        if self.image:
+            subprocess.run(["docker", "rmi", "-f", self.image], capture_output=True, timeout=60)
+            self.image = None
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept logs and data in {self.tmp}")
+
+    # -- components ---------------------------------------------------------------------------
+
+    def start_hub(self, listen="127.0.0.1:0"):
+        data = self.tmp / "hub"
+        addr_file = data / "listen.addr"
+        addr_file.unlink(missing_ok=True)
+        self.hub_proc = self.spawn("hub", [str(self.bin_dir / "fleetgate-hub"), "--listen", listen,
+                                           "--data-dir", str(data)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if addr_file.exists() and addr_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("hub did not write listen.addr within 30s")
+        self.hub = "http://" + addr_file.read_text().strip()
+        self.hub_data = data
+        self.enroll_token = (data / "enroll.token").read_text().strip()
+        log(f"hub at {self.hub}")
+
+    def start_containers(self):
+        root = self.tmp / "busybox-root"
+        (root / "bin").mkdir(parents=True)
+        (root / "tmp").mkdir()
+        shutil.copy("/bin/busybox", root / "bin" / "busybox")
+        for applet in ("sh", "dd", "sleep", "cat"):
+            os.symlink("busybox", root / "bin" / applet)
+        tar = self.tmp / "busybox.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
+        self.image = f"fleetgate-proof-busybox:{self.id}"
+        subprocess.run(["docker", "import", str(tar), self.image], check=True,
+                       capture_output=True, timeout=120)
+        # Direct I/O so block I/O reaches the container's blkio counters instead of page cache;
+        # a CPU burst under a small quota so CFS throttling is real.
+        io_loop = ("while true; do dd if=/dev/zero of=/tmp/io bs=64k count=16 oflag=direct "
+                   "2>/dev/null; dd if=/tmp/io of=/dev/null bs=64k iflag=direct 2>/dev/null; "
+                   "sleep 1; done")
+        cpu_loop = ("while true; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; "
+                    "sleep 2; done")
+        for role, limits, script in (
+            ("web", ["--memory", "64m", "--cpus", "0.2"], io_loop),
+            ("worker", ["--cpus", "0.1"], cpu_loop),
+            ("idle", [], "while true; do sleep 5; done"),
+        ):
+            name = f"fleetgate-proof-{role}-{self.id}"
+            subprocess.run(["docker", "run", "-d", "--name", name,
+                            "--label", "com.docker.compose.project=fleetgate-proof",
+                            "--label", f"com.docker.compose.service={role}",
+                            *limits, self.image, "sh", "-c", script],
+                           check=True, capture_output=True, timeout=120)
+            self.containers.append(name)
+        log(f"containers {', '.join(self.containers)}")
+
+    def start_triton(self):
+        http, grpc, metrics = free_port(), free_port(), free_port()
+        env = dict(os.environ)
+        self.spawn("triton", [self.python, str(HERE / "triton_server.py"),
+                              str(http), str(grpc), str(metrics)], env=env)
+        self.triton_http = f"http://127.0.0.1:{http}"
+        self.triton_metrics = f"http://127.0.0.1:{metrics}/metrics"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if requests.get(f"{self.triton_http}/v2/models/identity/ready",
+                                timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError("Triton not ready within 180s:\n" + self.tail("triton"))
+        log(f"triton at {self.triton_http}, metrics {self.triton_metrics}")
+        t = threading.Thread(target=self._inference_traffic, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _inference_traffic(self):
+        url = f"{self.triton_http}/v2/models/identity/infer"
+        n = 0
+        while not self.stop_event.wait(0.5):
+            n += 1
+            rows = 1 + n % 4
+            # Every tenth request fails inside the model, so failure series carry real counts.
+            first = -1.0 if n % 10 == 0 else 1.0
+            data = [first, 2.0, 3.0] * rows
+            body = {"inputs": [{"name": "data", "shape": [rows, 3], "datatype": "FP32",
+                                "data": data}]}
+            try:
+                requests.post(url, json=body, timeout=10)
+            except requests.RequestException:
+                pass
+
+    def start_agent(self):
+        self.spawn("agent", [
+            str(self.bin_dir / "fleetgate-agent"), "--hub", self.hub,
+            "--enroll-token-file", str(self.hub_data / "enroll.token"),
+            "--state-dir", str(self.tmp / "agent"), "--interval", "2s",
+            "--node", self.agent_node, "--triton-url", self.triton_metrics])
+        log(f"agent node {self.agent_node}")
+
+    def start_gpu_pusher(self):
+        pusher = gpu_pusher.GpuNode(self.hub, self.enroll_token, self.gpu_node)
+        pusher.enroll()
+        # One refused push first (a duplicated series), as from a misconfigured exporter, so the
+        # hub's rejected-series counter has a real sample.
+        pusher.push_rejected()
+        t = threading.Thread(target=pusher.run, args=(self.stop_event, 2.0), daemon=True)
+        t.start()
+        self.threads.append(t)
+        log(f"synthetic GPU node {self.gpu_node} pushing dcgm-exporter text")
+
+    def wait_for_node(self, node, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if f'node="{node}"' in requests.get(f"{self.hub}/metrics", timeout=5).text:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"node {node} never appeared on the hub's /metrics:\n"
+                           + self.tail("agent"))
+
+    def hub_outage(self, seconds=6):
+        """Stops the hub and starts it again on the same address and data dir: the agent's
+        pushes fail meanwhile (fleetgate_agent_push_failures_total gets real samples) and it
+        resumes with its stored token, as after a hub upgrade."""
+        addr = self.hub.removeprefix("http://")
+        self.hub_proc.send_signal(signal.SIGTERM)
+        self.hub_proc.wait(timeout=30)
+        self.procs = [(n, p) for n, p in self.procs if p is not self.hub_proc]
+        time.sleep(seconds)
+        self.start_hub(addr)
+        if self.hub != "http://" + addr:
+            raise RuntimeError(f"hub came back on {self.hub}, not {addr}")
+
+    def provoke_push_errors(self):
+        """A push with an unknown token, so the hub's error series have a real sample."""
+        r = requests.post(f"{self.hub}/push", data=b"x 1\n",
+                          headers={"Authorization": "Bearer not-a-token",
+                                   "Content-Type": "text/plain"}, timeout=10)
+        if r.status_code < 400:
+            raise RuntimeError(f"hub accepted a push with a bogus token: {r.status_code}")
+
+    def start_prometheus(self):
+        port = free_port()
+        host, hub_port = self.hub.removeprefix("http://").rsplit(":", 1)
+        config = {
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
+                       "evaluation_interval": "2s"},
+            "scrape_configs": [{"job_name": "fleetgate", "honor_labels": True,
+                                "static_configs": [{"targets": [f"{host}:{hub_port}"]}]}],
+        }
+        cfg = self.tmp / "prometheus.yml"
+        cfg.write_text(yaml.safe_dump(config))
+        self.spawn("prometheus", ["/usr/bin/prometheus", f"--config.file={cfg}",
+                                  f"--storage.tsdb.path={self.tmp / 'prometheus-data'}",
+                                  f"--web.listen-address=127.0.0.1:{port}"])
+        self.prom = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if requests.get(f"{self.prom}/-/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("Prometheus not ready within 60s:\n" + self.tail("prometheus"))
+        log(f"prometheus at {self.prom}")
+
+
+# -- Prometheus API -----------------------------------------------------------------------------
+
+def prom_query(prom, expr):
+    r = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=30)
+    body = r.json()
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+LABEL_VALUES_RE = re.compile(r"^label_values\((?:(.+),\s*)?([A-Za-z_][A-Za-z0-9_]*)\)$")
+
+
+def label_values(prom, query):
+    m = LABEL_VALUES_RE.match(query.strip())
+    if not m:
+        raise ValueError(f"variable query is not label_values(...): {query}")
+    selector, label = m.group(1), m.group(2)
+    params = {"match[]": selector} if selector else {}
+    r = requests.get(f"{prom}/api/v1/label/{label}/values", params=params, timeout=30)
+    return sorted(r.json()["data"])
+
+
+def substitute(expr, values):
+    for key, val in RANGE_SUBSTITUTIONS.items():
+        expr = expr.replace(key, val)
+    # Longest names first so $node does not eat $nodes.
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace(f"${{{name}}}", values[name]).replace(f"${name}", values[name])
+    return expr
+
+
+def grafana_format(var, vals):
+    """What Grafana puts into a Prometheus query for this variable (one value, or All as regex)."""
+    if var.get("multi") or var.get("includeAll"):
+        escaped = [re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", v) for v in vals]
+        return "(" + "|".join(escaped) + ")" if len(escaped) > 1 else escaped[0]
+    return vals[0]
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+def walk(obj):
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from walk(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from walk(v)
+
+
+def panels_of(dash):
+    for p in dash.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+
+def provisioned_uid():
+    uids = []
+    for f in sorted(DATASOURCES.glob("*.yml")):
+        for ds in yaml.safe_load(f.read_text()).get("datasources", []):
+            uids.append(ds["uid"])
+    if len(uids) != 1:
+        raise RuntimeError(f"expected exactly one provisioned datasource, found {uids}")
+    return uids[0]
+
+
+def validate_json(dash, uid, errors):
+    title = dash.get("title", "?")
+    ids = [p.get("id") for p in panels_of(dash)]
+    if len(ids) != len(set(ids)) or None in ids:
+        errors.append(f"{title}: panel ids not unique: {ids}")
+    if not dash.get("uid"):
+        errors.append(f"{title}: dashboard has no uid")
+    variables = dash.get("templating", {}).get("list", [])
+    if not any(v.get("name") == "node" for v in variables):
+        errors.append(f"{title}: no 'node' template variable")
+    for v in variables:
+        q = v.get("query")
+        q = q.get("query") if isinstance(q, dict) else q
+        if not LABEL_VALUES_RE.match(q or ""):
+            errors.append(f"{title}: variable {v.get('name')} is not a label_values query")
+    for node in walk(dash):
+        ds = node.get("datasource")
+        if ds is not None and ds != {"type": "prometheus", "uid": uid}:
+            errors.append(f"{title}: datasource {ds!r} is not the provisioned uid {uid}")
+    for p in panels_of(dash):
+        if p.get("type") == "row":
+            continue
+        if not p.get("targets"):
+            errors.append(f"{title} / {p.get('title')}: panel without targets")
+        fc = p.get("fieldConfig", {})
+        units = [fc.get("defaults", {}).get("unit")]
+        for o in fc.get("overrides", []):
+            units += [prop["value"] for prop in o.get("properties", []) if prop["id"] == "unit"]
+        for unit in units:
+            if unit not in GRAFANA_UNITS:
+                errors.append(f"{title} / {p.get('title')}: unknown Grafana unit {unit!r}")
+        if not fc.get("defaults", {}).get("thresholds", {}).get("steps"):
+            errors.append(f"{title} / {p.get('title')}: no thresholds")
+        for t in p.get("targets", []):
+            if not t.get("legendFormat"):
+                errors.append(f"{title} / {p.get('title')}: target {t.get('refId')} no legend")
+
+
+def validate_anonymous(dash, errors):
+    """The Node overview is shared widely: no hostnames, addresses or identifying labels."""
+    title = dash["title"]
+    text = json.dumps(dash)
+    if IP_RE.search(text):
+        errors.append(f"{title}: contains an IP address literal")
+    host = socket.gethostname()
+    if host and re.search(rf"\b{re.escape(host)}\b", text):
+        errors.append(f"{title}: contains this machine's hostname {host!r}")
+    for p in panels_of(dash):
+        for t in p.get("targets", []):
+            legend = t.get("legendFormat", "")
+            for label in IDENTIFYING_LABELS:
+                used = re.search(rf"\b{label}\b", t.get("expr", ""))
+                if "{{" + label + "}}" in legend.replace(" ", "") or used:
+                    errors.append(f"{title} / {p['title']}: uses identifying label {label}")
+
+
+def check_result_anonymous(title, panel, result, errors):
+    host = socket.gethostname()
+    for series in result:
+        labels = series.get("metric", {})
+        leaked = IDENTIFYING_LABELS & set(labels)
+        if leaked:
+            errors.append(f"{title} / {panel}: result carries identifying labels {leaked}")
+        for v in labels.values():
+            if IP_RE.search(v) or (host and v == host):
+                errors.append(f"{title} / {panel}: result label value {v!r} identifies a host")
+
+
+def run_queries(prom, dashboards, uid):
+    """Returns (rows, errors). rows: (dashboard, panel, refId, query, n_series, note)."""
+    rows, errors = [], []
+    for path, dash in dashboards:
+        title = dash["title"]
+        values = {}
+        for var in dash.get("templating", {}).get("list", []):
+            q = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            vals = label_values(prom, substitute(q, values))
+            if not vals:
+                errors.append(f"{title}: variable ${var['name']} ({q}) resolves to nothing")
+                vals = ["__none__"]
+            values[var["name"]] = grafana_format(var, vals)
+        for p in panels_of(dash):
+            if p.get("type") == "row":
+                continue
+            absent_reason = NEEDS_ABSENT_HARDWARE.get((title, p["title"]))
+            panel_has_data = False
+            for t in p.get("targets", []):
+                expr = substitute(t["expr"], values)
+                try:
+                    result = prom_query(prom, expr)
+                except ValueError as e:
+                    errors.append(f"{title} / {p['title']} [{t['refId']}]: query error {e}: "
+                                  f"{expr}")
+                    rows.append((title, p["title"], t["refId"], expr, -1, "ERROR"))
+                    continue
+                n = len(result)
+                panel_has_data |= n > 0
+                note = ""
+                if absent_reason:
+                    note = "absent hardware"
+                elif n == 0:
+                    errors.append(f"{title} / {p['title']} [{t['refId']}]: no data: {expr}")
+                    note = "NO DATA"
+                if path.name.startswith("01-"):
+                    check_result_anonymous(title, p["title"], result, errors)
+                rows.append((title, p["title"], t["refId"], expr, n, note))
+            if absent_reason and panel_has_data:
+                errors.append(f"{title} / {p['title']}: listed as needing absent hardware "
+                              f"({absent_reason}) but returns data; remove it from the list")
+    return rows, errors
+
+
+def print_table(rows):
+    w_dash = max(len(r[0]) for r in rows)
+    w_panel = max(len(r[1]) for r in rows)
+    print(f"{'dashboard':<{w_dash}}  {'panel':<{w_panel}}  ref  #series  query")
+    for dash, panel, ref, expr, n, note in rows:
+        q = expr if len(expr) <= 110 else expr[:107] + "..."
+        print(f"{dash:<{w_dash}}  {panel:<{w_panel}}  {ref:<3}  {n:>7}  {q}"
+              + (f"   <- {note}" if note else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin-dir", required=True, type=pathlib.Path)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--deadline", type=float, default=240,
+                    help="seconds to wait for every panel to have data")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with all logs")
+    args = ap.parse_args()
+
+    errors = []
+    uid = provisioned_uid()
+    gen = subprocess.run([sys.executable, str(ROOT / "grafana" / "build_dashboards.py"),
+                          "--check"], capture_output=True, text=True)
+    if gen.returncode != 0:
+        errors.append("dashboards differ from grafana/build_dashboards.py: " + gen.stdout)
+    dashboards = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dash = json.loads(path.read_text(encoding="utf-8"))
+        validate_json(dash, uid, errors)
+        if path.name.startswith("01-"):
+            validate_anonymous(dash, errors)
+        dashboards.append((path, dash))
+    if len(dashboards) != 6:
+        errors.append(f"expected 6 dashboards, found {len(dashboards)}")
+    if errors:
+        for e in errors:
+            print("FAIL:", e)
+        return 1
+
+    stack = Stack(args.bin_dir, args.python, args.keep)
+    atexit.register(stack.stop)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+    try:
+        stack.start_hub()
+        stack.start_containers()
+        stack.start_triton()
+        stack.start_agent()
+        stack.start_gpu_pusher()
+        stack.wait_for_node(stack.agent_node)
+        stack.hub_outage()
+        stack.wait_for_node(stack.agent_node)
+        stack.start_prometheus()
+        stack.provoke_push_errors()
+
+        # Poll until every panel has data or the deadline passes; rate() windows need two
+        # scrapes and the agent's first pushes need a couple of intervals.
+        deadline = time.monotonic() + args.deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            stack.check_alive()
+            rows, errors = run_queries(stack.prom, dashboards, uid)
+            if not errors or time.monotonic() > deadline:
+                break
+            if attempt % 5 == 1:
+                log(f"attempt {attempt}: {len(errors)} problems left, first: {errors[0]}")
+            time.sleep(5)
+        print_table(rows)
+        panels = {(r[0], r[1]) for r in rows}
+        log(f"{len(rows)} targets in {len(panels)} panels of {len(dashboards)} dashboards; "
+            f"{len(NEEDS_ABSENT_HARDWARE)} panels need hardware absent here:")
+        for (dash, panel), reason in NEEDS_ABSENT_HARDWARE.items():
+            log(f"  {dash} / {panel}: {reason}")
+        if errors:
+            for e in errors:
+                print("FAIL:", e)
+            for name in ("hub", "agent"):
+                print(f"--- {name} log (tail) ---\n{stack.tail(name)}")
+            return 1
+        log("every panel target returned data")
+        return 0
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
