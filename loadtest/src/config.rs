@@ -1,0 +1,115 @@
+//! Command line of the rig; `--quick` swaps in a small workload for CI and reviewers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Load-test a Fleetgate hub with simulated agents, side by side with Prometheus Pushgateway.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fleetgate-loadtest", version)]
+pub struct Config {
+    /// Simulated nodes (agents).
+    #[arg(long, env = "FLEETGATE_LOADTEST_NODES", default_value_t = 2000)]
+    pub nodes: usize,
+    /// CPUs of each simulated host (15 node_exporter series per CPU).
+    #[arg(long, env = "FLEETGATE_LOADTEST_CPUS", default_value_t = 16)]
+    pub cpus: usize,
+    /// Containers per node (about 40 cAdvisor series each).
+    #[arg(long, env = "FLEETGATE_LOADTEST_CONTAINERS", default_value_t = 4)]
+    pub containers: usize,
+    /// GPUs per node (20 DCGM series each).
+    #[arg(long, env = "FLEETGATE_LOADTEST_GPUS", default_value_t = 2)]
+    pub gpus: usize,
+    /// Push interval of every node.
+    #[arg(long, env = "FLEETGATE_LOADTEST_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Jitter as a fraction of the interval (0.1 = ±10 %).
+    #[arg(long, env = "FLEETGATE_LOADTEST_JITTER", default_value_t = 0.1)]
+    pub jitter: f64,
+    /// Length of the steady phase of each run.
+    #[arg(long, env = "FLEETGATE_LOADTEST_DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// How often the scraper pulls /metrics (plain, then asking for gzip), like Prometheus.
+    #[arg(long, env = "FLEETGATE_LOADTEST_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub scrape_interval: Duration,
+    /// Per-request timeout of pushes (the agent's default is 10 s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub push_timeout: Duration,
+    /// Per-request timeout of scrapes.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub scrape_timeout: Duration,
+    /// Closed-loop saturation phase after the steady one, to measure maximum ingest; 0s skips it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub saturate: Duration,
+    /// Concurrent pushers during saturation.
+    #[arg(long, default_value_t = 8)]
+    pub saturate_concurrency: usize,
+    /// Distinct HTTP clients (connections pools) shared by the nodes; 0 = one per node, like a
+    /// real fleet.
+    #[arg(long, default_value_t = 0)]
+    pub clients: usize,
+    /// Hub binary the rig starts (`--listen 127.0.0.1:0 --data-dir <tmp>`).
+    #[arg(
+        long,
+        env = "FLEETGATE_LOADTEST_HUB_BIN",
+        default_value = "target/release/fleetgate-hub"
+    )]
+    pub hub_bin: PathBuf,
+    /// Target an already running hub instead of starting one (loopback only).
+    #[arg(long, env = "FLEETGATE_LOADTEST_HUB_URL")]
+    pub hub_url: Option<String>,
+    /// Enrollment token for --hub-url.
+    #[arg(long, env = "FLEETGATE_ENROLL_TOKEN", hide_env_values = true)]
+    pub enroll_token: Option<String>,
+    /// File holding the enrollment token for --hub-url.
+    #[arg(long, env = "FLEETGATE_ENROLL_TOKEN_FILE")]
+    pub enroll_token_file: Option<PathBuf>,
+    /// Pid of the hub behind --hub-url, for RSS and CPU from /proc.
+    #[arg(long)]
+    pub hub_pid: Option<u32>,
+    /// Pushgateway binary the rig starts.
+    #[arg(
+        long,
+        env = "FLEETGATE_LOADTEST_PUSHGATEWAY_BIN",
+        default_value = "/usr/bin/prometheus-pushgateway"
+    )]
+    pub pushgateway_bin: PathBuf,
+    /// Systems to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "fleetgate,pushgateway")]
+    pub systems: Vec<String>,
+    /// Run several node counts, e.g. 100,500,1000,2000, and draw --chart.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<usize>,
+    /// PNG written by --sweep.
+    #[arg(long, default_value = "loadtest-sweep.png")]
+    pub chart: PathBuf,
+    /// Write every figure of both systems as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Seconds between progress lines.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress: Duration,
+    /// Small and short (20 nodes, 2 s interval, 8 s per system): a smoke test under a minute.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+impl Config {
+    /// Applies `--quick` over the defaults.
+    pub fn effective(mut self) -> Self {
+        if self.quick {
+            self.nodes = self.nodes.min(20);
+            self.interval = Duration::from_secs(2);
+            self.duration = Duration::from_secs(8);
+            self.scrape_interval = Duration::from_secs(2);
+            self.saturate = Duration::from_secs(2);
+            self.saturate_concurrency = self.saturate_concurrency.min(4);
+            self.progress = Duration::from_secs(2);
+            if self.sweep.len() > 2 {
+                self.sweep.truncate(2);
+            }
+        }
+        self
+    }
+}
