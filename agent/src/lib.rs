@@ -1,5 +1,141 @@
-//! Fleetgate agent library: collectors, the push loop and the hub client; `main.rs` is a thin
-//! wrapper around it.
+//! Fleetgate agent library: configuration, collectors, the push loop and the hub client;
+//! `main.rs` is a thin wrapper around [`run`].
 
+pub mod collection;
 pub mod collectors;
+pub mod config;
+pub mod enroll;
 pub mod hub_client;
+pub mod push;
+
+use std::future::Future;
+use std::io::Write;
+
+use collection::{Collection, DEFAULT_COLLECTOR_TIMEOUT};
+use collectors::agent_self::PushStats;
+use collectors::scrape::ScrapeCollector;
+use config::{CollectorKind, Config, Mode};
+use hub_client::HubError;
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The state directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] enroll::StateError),
+    /// The hub client could not be built.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// No enrollment token while one is needed.
+    #[error("node {node} has no valid stored push token and no enrollment token is configured: set FLEETGATE_ENROLL_TOKEN or FLEETGATE_ENROLL_TOKEN_FILE")]
+    NoEnrollToken {
+        /// The node that needs to enroll.
+        node: String,
+    },
+    /// The hub refused the enrollment.
+    #[error("enrolling node {node} at {hub} was refused: {source} (a removed node name can only be enrolled again with the admin token)")]
+    Enroll {
+        /// The node.
+        node: String,
+        /// The hub.
+        hub: String,
+        /// The hub's answer.
+        source: HubError,
+    },
+    /// `deregister` failed.
+    #[error("deregistering node {node} at {hub} failed: {source}")]
+    Deregister {
+        /// The node.
+        node: String,
+        /// The hub.
+        hub: String,
+        /// The hub's answer.
+        source: HubError,
+    },
+    /// Printing the `--once` output failed.
+    #[error("writing to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// Runs the agent in `mode` until done or until `shutdown` resolves.
+pub async fn run(
+    mode: Mode,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    match mode {
+        Mode::Deregister => push::deregister(&config).await,
+        Mode::Once => {
+            let (mut collection, _) = build_collection(&config, PushStats::new());
+            let families = collection.collect().await;
+            let text = fleetgate_shared::text::render(&families);
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(AgentError::Stdout)
+        }
+        Mode::Run => {
+            let stats = PushStats::new();
+            let (collection, gpu_devices) = build_collection(&config, stats.clone());
+            let enrollment = enroll::enrollment(&config, gpu_devices);
+            tracing::info!(node = %config.node, hub = %config.hub, interval = ?config.interval,
+                collectors = ?collection.names(), "fleetgate-agent starting");
+            push::PushLoop::new(config, collection, stats, enrollment)?
+                .run(shutdown)
+                .await
+        }
+    }
+}
+
+/// Builds the enabled collectors, in the order their families appear, and returns them with
+/// the number of GPUs found (0 without the GPU collector or NVML).
+pub fn build_collection(config: &Config, stats: PushStats) -> (Collection, u32) {
+    let mut c = Collection::new(stats, DEFAULT_COLLECTOR_TIMEOUT);
+    let mut gpu_devices = 0;
+    for kind in &config.collectors {
+        match kind {
+            CollectorKind::Host => add_host(&mut c, config),
+            CollectorKind::Gpu => gpu_devices = add_gpu(&mut c),
+            CollectorKind::Containers => add_containers(&mut c, config),
+            CollectorKind::Triton => c.add(
+                "triton",
+                ScrapeCollector::triton(config.triton_url.clone(), config.scrape_timeout),
+            ),
+        }
+    }
+    if !config.scrape_urls.is_empty() {
+        c.add(
+            "scrape",
+            ScrapeCollector::new(config.scrape_urls.clone(), config.scrape_timeout),
+        );
+    }
+    (c, gpu_devices)
+}
+
+fn add_host(c: &mut Collection, _config: &Config) {
+    c.add::<ScrapeCollector>(
+        "host",
+        Err(collectors::CollectError::Unavailable(
+            "host collector not built in yet".into(),
+        )),
+    );
+}
+
+fn add_gpu(c: &mut Collection) -> u32 {
+    c.add::<ScrapeCollector>(
+        "gpu",
+        Err(collectors::CollectError::Unavailable(
+            "GPU collector not built in yet".into(),
+        )),
+    );
+    0
+}
+
+fn add_containers(c: &mut Collection, _config: &Config) {
+    c.add::<ScrapeCollector>(
+        "containers",
+        Err(collectors::CollectError::Unavailable(
+            "containers collector not built in yet".into(),
+        )),
+    );
+}

@@ -1,1 +1,244 @@
-//! The agent's own metrics: collector health, push statistics and process_* (placeholder: being written).
+//! The agent's own metrics: collector health, push statistics and `process_*` read from
+//! `/proc/self`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::MetricBuffer;
+
+/// Health of one collector in the last cycle, as the orchestrator saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorHealth {
+    /// The collector's name (`collector` label).
+    pub name: &'static str,
+    /// Whether it produced metrics this cycle.
+    pub up: bool,
+    /// How long its collection took, in seconds.
+    pub duration_seconds: f64,
+    /// Failed collections since start.
+    pub failures: u64,
+}
+
+/// Push statistics shared between the push loop (which records) and the collection (which
+/// reports them): a cheap clonable handle.
+#[derive(Debug, Clone, Default)]
+pub struct PushStats {
+    inner: Arc<Mutex<PushCounters>>,
+}
+
+#[derive(Debug, Default)]
+struct PushCounters {
+    /// Duration of the last push attempt, in seconds.
+    last_duration_seconds: f64,
+    /// Failed pushes by reason since start.
+    failures: BTreeMap<&'static str, u64>,
+    /// Request body bytes of successful pushes since start.
+    sent_bytes: u64,
+}
+
+impl PushStats {
+    /// A fresh set of counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PushCounters> {
+        // A panic while holding this lock leaves plain numbers behind; they stay usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a successful push.
+    pub fn record_success(&self, took: Duration, body_bytes: usize) {
+        let mut c = self.lock();
+        c.last_duration_seconds = took.as_secs_f64();
+        c.sent_bytes += body_bytes as u64;
+    }
+
+    /// Records a failed push.
+    pub fn record_failure(&self, took: Duration, reason: &'static str) {
+        let mut c = self.lock();
+        c.last_duration_seconds = took.as_secs_f64();
+        *c.failures.entry(reason).or_default() += 1;
+    }
+
+    /// Failed pushes with `reason` so far.
+    pub fn failures(&self, reason: &str) -> u64 {
+        self.lock().failures.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// Appends the agent's self metrics: per-collector health, push statistics, the number of
+/// series in this snapshot (counting these self metrics) and the process metrics.
+pub fn write(collectors: &[CollectorHealth], push: &PushStats, out: &mut MetricBuffer) {
+    for c in collectors {
+        let labels = [("collector", c.name)];
+        out.gauge(
+            "fleetgate_agent_collector_up",
+            "Whether the collector produced metrics in the last cycle (0: source absent or failing).",
+            &labels,
+            if c.up { 1.0 } else { 0.0 },
+        );
+    }
+    for c in collectors {
+        out.gauge(
+            "fleetgate_agent_collector_duration_seconds",
+            "How long the collector took in the last cycle.",
+            &[("collector", c.name)],
+            c.duration_seconds,
+        );
+    }
+    for c in collectors {
+        out.counter(
+            "fleetgate_agent_collector_failures_total",
+            "Collections that failed, per collector.",
+            &[("collector", c.name)],
+            c.failures as f64,
+        );
+    }
+    {
+        let p = push.lock();
+        out.gauge(
+            "fleetgate_agent_push_duration_seconds",
+            "Duration of the last push to the hub.",
+            &[],
+            p.last_duration_seconds,
+        );
+        for (reason, n) in &p.failures {
+            out.counter(
+                "fleetgate_agent_push_failures_total",
+                "Pushes to the hub that failed, by reason.",
+                &[("reason", reason)],
+                *n as f64,
+            );
+        }
+        out.counter(
+            "fleetgate_agent_sent_bytes_total",
+            "Request body bytes of successful pushes (compressed snapshots).",
+            &[],
+            p.sent_bytes as f64,
+        );
+    }
+    write_process(out);
+    // One more series for this gauge itself.
+    let series = out.series_count() + 1;
+    out.gauge(
+        "fleetgate_agent_snapshot_series",
+        "Series in the snapshot of this cycle.",
+        &[],
+        series as f64,
+    );
+}
+
+/// `process_*` as every Prometheus client library exports them, read from `/proc/self`
+/// (the agent's own process even when the host's /proc is mounted elsewhere).
+fn write_process(out: &mut MetricBuffer) {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return;
+    };
+    if let Ok(stat) = me.stat() {
+        let ticks = procfs::ticks_per_second() as f64;
+        out.counter(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            &[],
+            (stat.utime + stat.stime) as f64 / ticks,
+        );
+        if let Ok(boot) = procfs::boot_time_secs() {
+            out.gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                &[],
+                boot as f64 + stat.starttime as f64 / ticks,
+            );
+        }
+        out.gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            &[],
+            (stat.rss * procfs::page_size()) as f64,
+        );
+        out.gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            &[],
+            stat.vsize as f64,
+        );
+    }
+    if let Ok(fds) = me.fd_count() {
+        out.gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            &[],
+            fds as f64,
+        );
+    }
+    if let Ok(limits) = me.limits() {
+        if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
+            out.gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                &[],
+                max as f64,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetgate_shared::{MetricType, Value};
+
+    fn value(buf: &MetricBuffer, name: &str) -> f64 {
+        let f = buf.families().iter().find(|f| f.name == name).unwrap();
+        match f.series[0].value {
+            Value::Scalar(v) => v,
+            _ => panic!("not scalar"),
+        }
+    }
+
+    #[test]
+    fn self_metrics_are_plausible() {
+        let push = PushStats::new();
+        push.record_success(Duration::from_millis(20), 1000);
+        push.record_failure(Duration::from_millis(5), "unreachable");
+        push.record_failure(Duration::from_millis(5), "unreachable");
+        let health = [CollectorHealth {
+            name: "host",
+            up: true,
+            duration_seconds: 0.01,
+            failures: 2,
+        }];
+        let mut buf = MetricBuffer::new();
+        write(&health, &push, &mut buf);
+        assert_eq!(value(&buf, "fleetgate_agent_collector_up"), 1.0);
+        assert_eq!(value(&buf, "fleetgate_agent_collector_failures_total"), 2.0);
+        assert_eq!(value(&buf, "fleetgate_agent_push_failures_total"), 2.0);
+        assert_eq!(value(&buf, "fleetgate_agent_sent_bytes_total"), 1000.0);
+        let rss = value(&buf, "process_resident_memory_bytes");
+        assert!(rss > 1e6 && rss < 1e10, "rss {rss}");
+        assert!(value(&buf, "process_open_fds") >= 3.0);
+        let start = value(&buf, "process_start_time_seconds");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            start > now - 86_400.0 * 365.0 && start <= now + 5.0,
+            "start {start} now {now}"
+        );
+        assert_eq!(
+            value(&buf, "fleetgate_agent_snapshot_series"),
+            buf.series_count() as f64
+        );
+        let cpu = buf
+            .families()
+            .iter()
+            .find(|f| f.name == "process_cpu_seconds_total")
+            .unwrap();
+        assert_eq!(cpu.kind, MetricType::Counter);
+    }
+}
