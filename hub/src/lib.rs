@@ -1,1 +1,209 @@
-//! placeholder
+//! Fleetgate hub: enrolled agents push compressed snapshots; Prometheus scrapes one federated
+//! `/metrics` where every series carries the identity of the node that pushed it.
+//!
+//! `main.rs` only parses the configuration, binds and calls [`run`]; everything else lives here
+//! so tests drive the hub through [`router`] or a real listener.
+
+pub mod config;
+pub mod error;
+pub mod exposition;
+pub mod ingest;
+pub mod metrics;
+pub mod registry;
+pub mod routes;
+pub mod store;
+pub mod tokens;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{Args, Config};
+pub use error::{ApiError, StartError};
+pub use exposition::render_exposition;
+pub use registry::Registry;
+pub use routes::router;
+pub use store::Store;
+
+/// Everything the handlers share; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+/// The hub's shared state behind [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Config,
+    /// Node identities (persisted).
+    pub registry: Registry,
+    /// Latest snapshot per node.
+    pub store: Store,
+    /// Self-metrics.
+    pub metrics: metrics::HubMetrics,
+    /// Digest of the admin token.
+    admin_token: tokens::TokenHash,
+    /// Digest of the enrollment token.
+    enroll_token: tokens::TokenHash,
+}
+
+impl AppState {
+    /// Loads the tokens and the registry from the configured data directory.
+    pub fn open(config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(StartError::io(format!("creating {}", dir.display())))?;
+        let admin_token = tokens::load(&config.admin_token, dir, "admin.token")
+            .map_err(StartError::io("admin token"))?;
+        let enroll_token = tokens::load(&config.enroll_token, dir, "enroll.token")
+            .map_err(StartError::io("enrollment token"))?;
+        let registry = Registry::open(dir).map_err(StartError::io("loading the node registry"))?;
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                config,
+                registry,
+                store: Store::new(),
+                metrics: metrics::HubMetrics::new(),
+                admin_token,
+                enroll_token,
+            }),
+        })
+    }
+
+    /// Whether `token` is the admin token.
+    pub fn is_admin(&self, token: &str) -> bool {
+        tokens::digests_equal(&tokens::hash(token), &self.inner.admin_token)
+    }
+
+    /// Whether `token` is the enrollment token.
+    pub fn is_enroll(&self, token: &str) -> bool {
+        tokens::digests_equal(&tokens::hash(token), &self.inner.enroll_token)
+    }
+}
+
+impl AppState {
+    /// The labels the hub puts on every series of `id`'s node.
+    pub fn node_labels(&self, id: &registry::NodeIdentity) -> ingest::NodeLabels {
+        let c = &self.config;
+        ingest::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
+    }
+
+    /// The complete `/metrics` body, uncompressed: nodes' families, the synthetic node series
+    /// and the self-metrics. Also updates `fleetgate_hub_nodes` and the render duration.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        let started = std::time::Instant::now();
+        let view = self.store.view();
+        let statuses = self.store.statuses();
+        let (mut up, mut stale, mut removed) = (0, 0, 0);
+        let mut lines = Vec::new();
+        for id in self.registry.list() {
+            if id.removed {
+                removed += 1;
+                continue;
+            }
+            let s = statuses.get(&id.node).cloned().unwrap_or_default();
+            if s.up {
+                up += 1;
+            } else {
+                stale += 1;
+            }
+            lines.push(exposition::NodeLine {
+                labels: self.node_labels(&id),
+                up: s.up,
+                last_push: s.last_push,
+                series: s.series,
+            });
+        }
+        let mut out = Vec::new();
+        render_exposition(&view, &lines, &mut out);
+        drop(view);
+        let m = &self.metrics;
+        for (state, n) in [("up", up), ("stale", stale), ("removed", removed)] {
+            m.nodes.with_label_values(&[state]).set(n);
+        }
+        m.render_duration.observe(started.elapsed().as_secs_f64());
+        m.encode(&mut out);
+        out
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.inner
+    }
+}
+
+/// Runs the hub on an already bound `listener` until `shutdown` completes: loads identities,
+/// writes the bound address to `DATA_DIR/listen.addr`, serves HTTP (or HTTPS with
+/// `config.tls`), and evicts stale snapshots in the background.
+pub async fn run(
+    config: Config,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = AppState::open(config)?;
+    let addr = listener
+        .local_addr()
+        .map_err(StartError::io("reading the bound address"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(StartError::io("configuring the listener"))?;
+    let app = router(state.clone());
+
+    let sweeper = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                state.store.evict_stale();
+            }
+        }
+    });
+
+    let addr_file = state.config.data_dir.join("listen.addr");
+    let tls = state.config.tls.clone();
+    let served = match tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(StartError::io("registering the listener"))?;
+            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
+            tracing::info!(%addr, "fleetgate-hub listening (http)");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(StartError::io("serving"))
+        }
+        Some((cert, key)) => {
+            // Several hubs in one process (tests) may race to install it; either way one is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    StartError::Tls(format!("{} / {}: {e}", cert.display(), key.display()))
+                })?;
+            let handle = axum_server::Handle::new();
+            tokio::spawn({
+                let handle = handle.clone();
+                async move {
+                    shutdown.await;
+                    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+                }
+            });
+            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
+            tracing::info!(%addr, "fleetgate-hub listening (https)");
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .map_err(StartError::io("serving"))
+        }
+    };
+    sweeper.abort();
+    served
+}

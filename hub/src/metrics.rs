@@ -1,0 +1,131 @@
+//! The hub's own metrics (`fleetgate_hub_*`), kept in a `prometheus` registry and appended to
+//! `/metrics` with its text encoder. They carry no node labels of their own except `node` on the
+//! quarantine gauge; Prometheus adds job and instance.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Handles to every self-metric.
+#[derive(Debug, Clone)]
+pub struct HubMetrics {
+    registry: Registry,
+    /// Pushes by result (ok, out_of_order, unauthorized, too_large, malformed, invalid, unsupported).
+    pub pushes: IntCounterVec,
+    /// Request body bytes of pushes by result.
+    pub push_bytes: IntCounterVec,
+    /// Samples accepted.
+    pub ingested_samples: IntCounter,
+    /// Time to render `/metrics`.
+    pub render_duration: Histogram,
+    /// Nodes by state (up, stale, removed).
+    pub nodes: IntGaugeVec,
+    /// Series refused, by reason.
+    pub rejected_series: IntCounterVec,
+    /// Families of a node held back by a type conflict.
+    pub quarantined_families: IntGaugeVec,
+}
+
+impl HubMetrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let pushes = IntCounterVec::new(
+            Opts::new("fleetgate_hub_pushes_total", "Pushes received, by result."),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let push_bytes = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_push_bytes_total",
+                "Request body bytes of pushes, by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let ingested_samples = IntCounter::new(
+            "fleetgate_hub_ingested_samples_total",
+            "Samples accepted from pushes.",
+        )
+        .expect("static metric definition");
+        let render_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "fleetgate_hub_render_duration_seconds",
+                "Time to render /metrics.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("static metric definition");
+        let nodes = IntGaugeVec::new(
+            Opts::new("fleetgate_hub_nodes", "Enrolled nodes by state."),
+            &["state"],
+        )
+        .expect("static metric definition");
+        let rejected_series = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_rejected_series_total",
+                "Series refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let quarantined_families = IntGaugeVec::new(
+            Opts::new(
+                "fleetgate_hub_quarantined_families",
+                "Families of a node not exposed because their TYPE conflicts with other nodes.",
+            ),
+            &["node"],
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(pushes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(push_bytes.clone()),
+            Box::new(ingested_samples.clone()),
+            Box::new(render_duration.clone()),
+            Box::new(nodes.clone()),
+            Box::new(rejected_series.clone()),
+            Box::new(quarantined_families.clone()),
+        ] {
+            // Names are distinct constants, so registration cannot collide.
+            let _ = registry.register(c);
+        }
+        for state in ["up", "stale", "removed"] {
+            nodes.with_label_values(&[state]).set(0);
+        }
+        HubMetrics {
+            registry,
+            pushes,
+            push_bytes,
+            ingested_samples,
+            render_duration,
+            nodes,
+            rejected_series,
+            quarantined_families,
+        }
+    }
+
+    /// Counts one push and its body size under `result`.
+    pub fn push(&self, result: &str, bytes: usize) {
+        self.pushes.with_label_values(&[result]).inc();
+        self.push_bytes
+            .with_label_values(&[result])
+            .inc_by(bytes as u64);
+    }
+
+    /// Appends the text exposition of every self-metric.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // Encoding into a Vec fails only on invalid metric data, which these never hold.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), out) {
+            tracing::error!(error = %e, "encoding self-metrics failed");
+        }
+    }
+}
+
+impl Default for HubMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

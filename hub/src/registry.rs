@@ -1,0 +1,381 @@
+//! Node identities: who may push, under which name and labels. Push tokens are kept only as
+//! SHA-256 digests; the whole registry is persisted to `DATA_DIR/nodes.json` with an atomic
+//! write (temp file, fsync, rename, fsync of the directory) before any change is acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tokens::{self, TokenHash};
+
+/// File name of the persisted registry inside the data directory.
+pub const FILE_NAME: &str = "nodes.json";
+
+/// What a node sends to `/add_node`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// Node name; becomes the instance and node labels of its series.
+    pub node: String,
+    /// Hostname, shown in `/nodes` only.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// IP address, shown in `/nodes` only.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Labels attached to every series of the node.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Enrollment {
+    /// Checks the name and labels; `reserved` are the label names the hub sets itself.
+    pub fn validate(&self, reserved: &[&str], max_value_len: usize) -> Result<(), String> {
+        let n = &self.node;
+        if n.is_empty() || n.len() > 253 {
+            return Err(format!("node name must be 1 to 253 bytes, got {}", n.len()));
+        }
+        if n.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "node name {n:?} contains whitespace or control characters"
+            ));
+        }
+        for (name, value) in &self.labels {
+            if !fleetgate_shared::names::is_valid_label_name(name) || name.starts_with("__") {
+                return Err(format!("invalid label name {name:?}"));
+            }
+            if reserved.contains(&name.as_str()) {
+                return Err(format!(
+                    "label {name:?} is set by the hub from the node name"
+                ));
+            }
+            if value.len() > max_value_len {
+                return Err(format!(
+                    "value of label {name:?} is {} bytes, longer than the limit of {max_value_len}",
+                    value.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One node's identity as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// Node name, unique in the registry.
+    pub node: String,
+    /// Hex SHA-256 of the current push token.
+    pub token_sha256: String,
+    /// Enrollment labels added to every series.
+    pub labels: BTreeMap<String, String>,
+    /// Hostname reported at enrollment.
+    pub hostname: Option<String>,
+    /// IP reported at enrollment.
+    pub ip: Option<String>,
+    /// Removed with `/remove_node`: token revoked, re-adding needs the admin token.
+    pub removed: bool,
+    /// Increases on every enrollment, so pushes authenticated under an older token can be told
+    /// apart from the current one and sequence numbers restart.
+    pub epoch: u64,
+}
+
+/// Why an enrollment or removal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The node was removed; only the admin token may bring it back.
+    #[error("node {0:?} was removed; re-adding it needs the admin token")]
+    RemovedNeedsAdmin(String),
+    /// No node of that name.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    /// Persisting the registry failed; nothing changed.
+    #[error("could not persist the registry: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    nodes: Vec<NodeIdentity>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    nodes: BTreeMap<String, Arc<NodeIdentity>>,
+    by_token: HashMap<TokenHash, Arc<NodeIdentity>>,
+}
+
+/// The registry of node identities; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Registry {
+    /// `DATA_DIR/nodes.json`.
+    path: PathBuf,
+    /// Current identities; pushes only take the read lock.
+    state: RwLock<State>,
+    /// Serializes changes so each one persists exactly the state it commits.
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// Loads `DATA_DIR/nodes.json`, or starts empty when it does not exist yet.
+    pub fn open(data_dir: &Path) -> io::Result<Registry> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(FILE_NAME);
+        let mut state = State::default();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                for id in disk.nodes {
+                    state.insert(Arc::new(id));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Registry {
+            path,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The identity a push token belongs to, if it is current.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<NodeIdentity>> {
+        let digest = tokens::hash(token);
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let id = state.by_token.get(&digest)?;
+        // The map lookup found it by digest; confirm with a constant-time comparison of the
+        // stored digest so no early-exit comparison ever touches a token.
+        let stored = decode_digest(&id.token_sha256)?;
+        (tokens::digests_equal(&stored, &digest) && !id.removed).then(|| Arc::clone(id))
+    }
+
+    /// Registers (or re-registers) a node and returns its new push token; any previous token
+    /// of the node stops working. `admin` says whether the caller used the admin token.
+    pub fn enroll(
+        &self,
+        e: Enrollment,
+        admin: bool,
+    ) -> Result<(String, Arc<NodeIdentity>), RegistryError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.snapshot();
+        let previous = next.nodes.get(&e.node).cloned();
+        if previous.as_ref().is_some_and(|p| p.removed) && !admin {
+            return Err(RegistryError::RemovedNeedsAdmin(e.node));
+        }
+        let token = tokens::generate();
+        let id = Arc::new(NodeIdentity {
+            token_sha256: hex::encode(tokens::hash(&token)),
+            labels: e.labels,
+            hostname: e.hostname,
+            ip: e.ip,
+            removed: false,
+            epoch: previous.as_ref().map_or(1, |p| p.epoch + 1),
+            node: e.node,
+        });
+        if let Some(p) = &previous {
+            next.remove_token(p);
+        }
+        next.insert(Arc::clone(&id));
+        self.commit(next)?;
+        Ok((token, id))
+    }
+
+    /// Marks a node removed and revokes its token; returns the identity as it was.
+    pub fn remove(&self, node: &str) -> Result<Arc<NodeIdentity>, RegistryError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.snapshot();
+        let current = next
+            .nodes
+            .get(node)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
+        if current.removed {
+            return Ok(current);
+        }
+        next.remove_token(&current);
+        let mut removed = (*current).clone();
+        removed.removed = true;
+        next.nodes.insert(node.to_string(), Arc::new(removed));
+        self.commit(next)?;
+        Ok(current)
+    }
+
+    /// One node's identity.
+    pub fn get(&self, node: &str) -> Option<Arc<NodeIdentity>> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .get(node)
+            .cloned()
+    }
+
+    /// Every identity, removed ones included, sorted by node name.
+    pub fn list(&self) -> Vec<Arc<NodeIdentity>> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn snapshot(&self) -> State {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Persists `next`, then makes it current: a crash at any point leaves either the old or
+    /// the new file, and nothing is acknowledged before it is on disk.
+    fn commit(&self, next: State) -> io::Result<()> {
+        let disk = OnDisk {
+            version: 1,
+            nodes: next.nodes.values().map(|id| (**id).clone()).collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
+        write_atomic(&self.path, &bytes, 0o600)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+}
+
+impl State {
+    fn insert(&mut self, id: Arc<NodeIdentity>) {
+        if !id.removed {
+            if let Some(digest) = decode_digest(&id.token_sha256) {
+                self.by_token.insert(digest, Arc::clone(&id));
+            }
+        }
+        self.nodes.insert(id.node.clone(), id);
+    }
+
+    fn remove_token(&mut self, id: &NodeIdentity) {
+        if let Some(digest) = decode_digest(&id.token_sha256) {
+            self.by_token.remove(&digest);
+        }
+    }
+}
+
+fn decode_digest(hex_digest: &str) -> Option<TokenHash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out).ok()?;
+    Some(out)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
+/// temp file in the same directory, fsync, rename over `path`, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        tokens::generate().get(..8).unwrap_or("0")
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enrollment(node: &str) -> Enrollment {
+        Enrollment {
+            node: node.into(),
+            labels: [("node_type".to_string(), "gpu".to_string())].into(),
+            ..Enrollment::default()
+        }
+    }
+
+    #[test]
+    fn enroll_authenticate_reenroll_revokes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (t1, id1) = reg.enroll(enrollment("a"), false).unwrap();
+        assert_eq!(reg.authenticate(&t1).unwrap().node, "a");
+        assert!(reg.authenticate("wrong").is_none());
+        let (t2, id2) = reg.enroll(enrollment("a"), false).unwrap();
+        assert!(reg.authenticate(&t1).is_none(), "old token revoked");
+        assert!(reg.authenticate(&t2).is_some());
+        assert!(id2.epoch > id1.epoch);
+        assert!(!std::fs::read_to_string(dir.path().join(FILE_NAME))
+            .unwrap()
+            .contains(&t2));
+    }
+
+    #[test]
+    fn removed_nodes_need_admin_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (ta, _) = reg.enroll(enrollment("a"), false).unwrap();
+        let (tb, _) = reg.enroll(enrollment("b"), false).unwrap();
+        reg.remove("b").unwrap();
+        assert!(reg.authenticate(&tb).is_none());
+        assert!(matches!(
+            reg.remove("zzz"),
+            Err(RegistryError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            reg.enroll(enrollment("b"), false),
+            Err(RegistryError::RemovedNeedsAdmin(_))
+        ));
+
+        let reopened = Registry::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.authenticate(&ta).unwrap().labels["node_type"],
+            "gpu"
+        );
+        assert!(reopened.authenticate(&tb).is_none());
+        assert!(reopened.get("b").unwrap().removed);
+        let (tb2, _) = reopened.enroll(enrollment("b"), true).unwrap();
+        assert!(reopened.authenticate(&tb2).is_some());
+    }
+
+    #[test]
+    fn enrollment_validation_names_the_problem() {
+        let mut e = enrollment("a");
+        assert!(e.validate(&["instance", "node"], 10).is_ok());
+        e.labels.insert("instance".into(), "x".into());
+        assert!(e
+            .validate(&["instance", "node"], 10)
+            .unwrap_err()
+            .contains("instance"));
+        let e = Enrollment {
+            node: "has space".into(),
+            ..Enrollment::default()
+        };
+        assert!(e.validate(&[], 10).unwrap_err().contains("whitespace"));
+        let mut e = enrollment("a");
+        e.labels.insert("bad-name".into(), "x".into());
+        assert!(e.validate(&[], 10).unwrap_err().contains("bad-name"));
+    }
+}

@@ -1,0 +1,181 @@
+//! `POST /push`: authenticate, read the body under the size limit, decode, validate,
+//! pre-render and store — in that order, so a bad token never costs a body read.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use fleetgate_shared::ContentEncoding;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::ingest::{self, BodyFormat};
+use crate::store::Outcome;
+use crate::AppState;
+
+/// Answer to an accepted push.
+#[derive(Debug, Serialize)]
+pub struct PushResponse {
+    /// `ok` or `out_of_order` (a newer push is already stored; this one was ignored).
+    pub result: &'static str,
+    /// Series now exposed for the node.
+    pub series: usize,
+    /// Families held back because their TYPE conflicts with other nodes.
+    pub quarantined: Vec<String>,
+}
+
+/// `POST /push` with the node's push token.
+pub async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<PushResponse>, ApiError> {
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let Some(identity) = super::bearer(&headers)
+        .ok()
+        .and_then(|t| state.registry.authenticate(t))
+    else {
+        state.metrics.push("unauthorized", declared_len);
+        return Err(ApiError::Unauthorized("unknown or revoked push token"));
+    };
+    let node = identity.node.clone();
+    let (format, encoding) = match body_kind(&headers) {
+        Ok(kind) => kind,
+        Err(e) => {
+            state.metrics.push("unsupported", declared_len);
+            return Err(e);
+        }
+    };
+    let limits = state.config.limits;
+    let bytes = match axum::body::to_bytes(body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(%node, error = %e, "push body not read");
+            state.metrics.push("too_large", declared_len);
+            return Err(ApiError::TooLarge(format!(
+                "request body exceeds the limit of {} bytes",
+                limits.max_body_bytes
+            )));
+        }
+    };
+    let body_len = bytes.len();
+
+    let worker = state.clone();
+    let outcome = super::blocking(move || {
+        let decoded = ingest::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
+            .map_err(|e| ("malformed", ApiError::from(e)))?;
+        let labels = worker.node_labels(&identity);
+        let prepared = ingest::prepare(decoded.families, &labels, &limits).map_err(|r| {
+            worker
+                .metrics
+                .rejected_series
+                .with_label_values(&[r.reason])
+                .inc_by(r.series as u64);
+            worker.store.note_rejection(&identity.node, &r.message);
+            ("invalid", ApiError::Unprocessable(r.message))
+        })?;
+        let samples = prepared.samples;
+        let interval = decoded.interval.unwrap_or(crate::config::DEFAULT_INTERVAL);
+        let stale_after = worker.config.stale_after_for(interval);
+        let outcome = worker.store.apply(
+            &identity.node,
+            identity.epoch,
+            decoded.seq,
+            prepared,
+            stale_after,
+        );
+        Ok((outcome, samples))
+    })
+    .await?;
+
+    let (outcome, samples) = match outcome {
+        Ok(o) => o,
+        Err((result, e)) => {
+            if let ApiError::TooLarge(_) = e {
+                state.metrics.push("too_large", body_len);
+            } else {
+                state.metrics.push(result, body_len);
+            }
+            tracing::info!(%node, error = %e, "push refused");
+            return Err(e);
+        }
+    };
+    match outcome {
+        Outcome::Accepted {
+            series,
+            quarantined,
+        } => {
+            state.metrics.push("ok", body_len);
+            state.metrics.ingested_samples.inc_by(samples as u64);
+            let q_series: usize = quarantined.iter().map(|q| q.series).sum();
+            if q_series > 0 {
+                state
+                    .metrics
+                    .rejected_series
+                    .with_label_values(&["type_conflict"])
+                    .inc_by(q_series as u64);
+            }
+            state
+                .metrics
+                .quarantined_families
+                .with_label_values(&[&node])
+                .set(quarantined.len() as i64);
+            Ok(Json(PushResponse {
+                result: "ok",
+                series,
+                quarantined: quarantined.into_iter().map(|q| q.name).collect(),
+            }))
+        }
+        Outcome::OutOfOrder => {
+            state.metrics.push("out_of_order", body_len);
+            Ok(Json(PushResponse {
+                result: "out_of_order",
+                series: state.store.status(&node).series,
+                quarantined: Vec::new(),
+            }))
+        }
+        Outcome::Revoked => {
+            state.metrics.push("unauthorized", body_len);
+            Err(ApiError::Unauthorized("unknown or revoked push token"))
+        }
+    }
+}
+
+/// The body format from `Content-Type` and its compression from `Content-Encoding`.
+fn body_kind(headers: &HeaderMap) -> Result<(BodyFormat, ContentEncoding), ApiError> {
+    let encoding_header = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+        .unwrap_or("");
+    let encoding = ContentEncoding::from_header(encoding_header).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding {encoding_header:?} (use zstd, gzip or none)"
+        ))
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"))
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = match mime.as_str() {
+        m if m == fleetgate_shared::CONTENT_TYPE => BodyFormat::Snapshot,
+        // curl --data-binary sends form-urlencoded unless told otherwise: treat it as text.
+        "text/plain" | "" | "application/x-www-form-urlencoded" => BodyFormat::Text,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Type {content_type:?} (use {} or text/plain)",
+                fleetgate_shared::CONTENT_TYPE
+            )))
+        }
+    };
+    Ok((format, encoding))
+}

@@ -1,0 +1,527 @@
+//! The latest accepted snapshot of every node, pre-rendered, plus the global family index that
+//! keeps one TYPE per family name across nodes. A push replaces one node's entry atomically
+//! under a short lock; its cost is proportional to that node's families, never to the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fleetgate_shared::MetricType;
+
+use crate::ingest::Prepared;
+
+/// One family of a stored snapshot.
+#[derive(Debug, Clone)]
+pub struct StoredFamily {
+    /// Family name, shared with the family index.
+    pub name: Arc<str>,
+    /// HELP text (the first one the hub saw for this name while it was exposed).
+    pub help: Arc<str>,
+    /// TYPE, equal for every node exposing the name.
+    pub kind: MetricType,
+    /// Series in the family.
+    pub series: usize,
+    /// Its exposition lines within [`NodeSnapshot::text`].
+    pub range: Range<usize>,
+}
+
+/// A node's latest accepted push, immutable once stored.
+#[derive(Debug)]
+pub struct NodeSnapshot {
+    /// Node name.
+    pub node: Arc<str>,
+    /// Exposition lines of every family, node labels included.
+    pub text: Box<str>,
+    /// Exposed families sorted by name (quarantined ones left out).
+    pub families: Vec<StoredFamily>,
+    /// Series exposed.
+    pub series: usize,
+    /// When the push was accepted, for staleness.
+    pub received: Instant,
+    /// How long this snapshot stays exposed without a newer push.
+    pub stale_after: Duration,
+}
+
+impl NodeSnapshot {
+    /// Whether the snapshot has outlived its staleness window at `now`.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.received) > self.stale_after
+    }
+
+    /// The lines of one family.
+    pub fn lines(&self, family: &StoredFamily) -> &str {
+        self.text.get(family.range.clone()).unwrap_or("")
+    }
+}
+
+/// A family of a push that was not exposed because another node exposes it with another TYPE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Family name.
+    pub name: String,
+    /// Its series count.
+    pub series: usize,
+    /// Why, for `/nodes`.
+    pub message: String,
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored; the listed families were quarantined.
+    Accepted {
+        /// Series now exposed for the node.
+        series: usize,
+        /// Families held back for a type conflict.
+        quarantined: Vec<Quarantined>,
+    },
+    /// A newer push of the same enrollment is already stored; this one was ignored.
+    OutOfOrder,
+    /// The identity the push authenticated as was revoked while the push was in flight.
+    Revoked,
+}
+
+/// Per-node bookkeeping that outlives snapshots (staleness evicts the snapshot, not this).
+#[derive(Debug, Default)]
+struct Slot {
+    /// Enrollment epoch of the latest push or removal.
+    epoch: u64,
+    /// Removed at `epoch`; pushes of that epoch or older are refused.
+    removed: bool,
+    /// Sequence number of the stored push, when it had one.
+    seq: Option<u64>,
+    /// The exposed snapshot; `None` once evicted (stale or removed).
+    snapshot: Option<Arc<NodeSnapshot>>,
+    /// Unix seconds of the latest accepted push.
+    last_push: Option<f64>,
+    /// Accepted-push instant and staleness window, kept after eviction for the node's state.
+    fresh_until: Option<Instant>,
+    /// Latest reason a push or family of this node was refused.
+    last_rejection: Option<String>,
+}
+
+#[derive(Debug)]
+struct IndexEntry {
+    /// Interned name.
+    name: Arc<str>,
+    /// The TYPE every exposing node agrees on.
+    kind: MetricType,
+    /// HELP of the first node that exposed the name.
+    help: Arc<str>,
+    /// Number of stored snapshots exposing the name.
+    nodes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slots: HashMap<String, Slot>,
+    index: BTreeMap<Arc<str>, IndexEntry>,
+}
+
+/// Releases a snapshot's claim on its family names.
+fn unindex(index: &mut BTreeMap<Arc<str>, IndexEntry>, snapshot: &NodeSnapshot) {
+    for f in &snapshot.families {
+        if let Some(e) = index.get_mut(&*f.name) {
+            e.nodes = e.nodes.saturating_sub(1);
+            if e.nodes == 0 {
+                index.remove(&*f.name);
+            }
+        }
+    }
+}
+
+/// What a render needs, taken in one short critical section so it is consistent.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Fresh snapshots, sorted by node name.
+    pub nodes: Vec<Arc<NodeSnapshot>>,
+    /// Every family name any of them exposes (a superset), sorted.
+    pub family_names: Vec<Arc<str>>,
+}
+
+/// A node's state as the store knows it, for `/nodes` and the synthetic series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStatus {
+    /// A fresh snapshot is exposed.
+    pub up: bool,
+    /// Unix seconds of the latest accepted push since the hub started.
+    pub last_push: Option<f64>,
+    /// Series exposed (0 when not up).
+    pub series: usize,
+    /// Latest rejection reason.
+    pub last_rejection: Option<String>,
+    /// Families currently quarantined.
+    pub quarantined: usize,
+}
+
+/// The store; share it behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    /// Families quarantined per node at its latest push (kept apart so reading it is cheap).
+    quarantined: Mutex<HashMap<String, usize>>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Store::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores `prepared` as `node`'s snapshot, unless the push is out of order or its
+    /// enrollment was revoked. Families whose TYPE conflicts with the same family of another
+    /// node are quarantined; the rest is exposed.
+    pub fn apply(
+        &self,
+        node: &str,
+        epoch: u64,
+        seq: Option<u64>,
+        prepared: Prepared,
+        stale_after: Duration,
+    ) -> Outcome {
+        let now = Instant::now();
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let Prepared { text, families, .. } = prepared;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let slot = inner.slots.entry(node.to_string()).or_default();
+        if slot.epoch > epoch || (slot.removed && slot.epoch >= epoch) {
+            return Outcome::Revoked;
+        }
+        if slot.epoch == epoch {
+            if let (Some(new), Some(old)) = (seq, slot.seq) {
+                if new < old && slot.last_push.is_some() {
+                    return Outcome::OutOfOrder;
+                }
+            }
+        }
+        slot.epoch = epoch;
+        slot.removed = false;
+        slot.seq = seq;
+        let old = slot.snapshot.take();
+        if let Some(old) = &old {
+            unindex(&mut inner.index, old);
+        }
+        let mut stored = Vec::with_capacity(families.len());
+        let mut quarantined = Vec::new();
+        let mut series = 0;
+        for f in families {
+            match inner.index.get_mut(f.name.as_str()) {
+                Some(e) if e.kind != f.kind => quarantined.push(Quarantined {
+                    message: format!(
+                        "family {} is {} here but {} on other nodes; quarantined",
+                        f.name,
+                        f.kind.as_str(),
+                        e.kind.as_str()
+                    ),
+                    name: f.name,
+                    series: f.series,
+                }),
+                Some(e) => {
+                    e.nodes += 1;
+                    series += f.series;
+                    stored.push(StoredFamily {
+                        name: Arc::clone(&e.name),
+                        help: Arc::clone(&e.help),
+                        kind: f.kind,
+                        series: f.series,
+                        range: f.range,
+                    });
+                }
+                None => {
+                    let name: Arc<str> = f.name.into();
+                    let help: Arc<str> = f.help.into();
+                    inner.index.insert(
+                        Arc::clone(&name),
+                        IndexEntry {
+                            name: Arc::clone(&name),
+                            kind: f.kind,
+                            help: Arc::clone(&help),
+                            nodes: 1,
+                        },
+                    );
+                    series += f.series;
+                    stored.push(StoredFamily {
+                        name,
+                        help,
+                        kind: f.kind,
+                        series: f.series,
+                        range: f.range,
+                    });
+                }
+            }
+        }
+        slot.snapshot = Some(Arc::new(NodeSnapshot {
+            node: node.into(),
+            text: text.into_boxed_str(),
+            families: stored,
+            series,
+            received: now,
+            stale_after,
+        }));
+        slot.last_push = Some(unix_now);
+        slot.fresh_until = now.checked_add(stale_after);
+        if let Some(q) = quarantined.first() {
+            slot.last_rejection = Some(q.message.clone());
+        }
+        drop(old);
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), quarantined.len());
+        Outcome::Accepted {
+            series,
+            quarantined,
+        }
+    }
+
+    /// Records why a push of `node` was refused, for `/nodes`.
+    pub fn note_rejection(&self, node: &str, message: &str) {
+        self.lock()
+            .slots
+            .entry(node.to_string())
+            .or_default()
+            .last_rejection = Some(message.to_string());
+    }
+
+    /// Evicts `node`'s series at once and refuses pushes of enrollment `epoch` or older.
+    pub fn remove(&self, node: &str, epoch: u64) {
+        let old = {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            let slot = inner.slots.entry(node.to_string()).or_default();
+            slot.epoch = slot.epoch.max(epoch);
+            slot.removed = true;
+            slot.fresh_until = None;
+            let old = slot.snapshot.take();
+            if let Some(old) = &old {
+                unindex(&mut inner.index, old);
+            }
+            old
+        };
+        drop(old);
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node);
+    }
+
+    /// Drops the snapshots of nodes that stopped pushing, freeing their memory and their
+    /// claim on family TYPEs. Returns how many were evicted.
+    pub fn evict_stale(&self) -> usize {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            for slot in inner.slots.values_mut() {
+                if slot.snapshot.as_ref().is_some_and(|s| s.is_stale(now)) {
+                    evicted.extend(slot.snapshot.take());
+                }
+            }
+            for s in &evicted {
+                unindex(&mut inner.index, s);
+            }
+        }
+        evicted.len()
+    }
+
+    /// The fresh snapshots and family names, consistent with each other.
+    pub fn view(&self) -> View {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut nodes: Vec<Arc<NodeSnapshot>> = inner
+            .slots
+            .values()
+            .filter_map(|s| s.snapshot.as_ref())
+            .filter(|s| !s.is_stale(now))
+            .cloned()
+            .collect();
+        let family_names = inner.index.keys().cloned().collect();
+        drop(inner);
+        nodes.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+        View {
+            nodes,
+            family_names,
+        }
+    }
+
+    /// The state of one node.
+    pub fn status(&self, node: &str) -> NodeStatus {
+        let now = Instant::now();
+        let inner = self.lock();
+        let Some(slot) = inner.slots.get(node) else {
+            return NodeStatus::default();
+        };
+        let fresh = slot.snapshot.as_ref().filter(|s| !s.is_stale(now));
+        let quarantined = self
+            .quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .copied()
+            .unwrap_or(0);
+        NodeStatus {
+            up: fresh.is_some(),
+            last_push: slot.last_push,
+            series: fresh.map_or(0, |s| s.series),
+            last_rejection: slot.last_rejection.clone(),
+            quarantined,
+        }
+    }
+
+    /// The state of every node the store has seen.
+    pub fn statuses(&self) -> HashMap<String, NodeStatus> {
+        let names: Vec<String> = self.lock().slots.keys().cloned().collect();
+        names
+            .into_iter()
+            .map(|n| {
+                let s = self.status(&n);
+                (n, s)
+            })
+            .collect()
+    }
+
+    /// Bytes held by stored snapshots (exposition text plus per-family entries), for the
+    /// memory estimate of the benchmarks.
+    pub fn stored_bytes(&self) -> usize {
+        let inner = self.lock();
+        let snapshots: usize = inner
+            .slots
+            .values()
+            .filter_map(|s| s.snapshot.as_ref())
+            .map(|s| {
+                s.text.len()
+                    + s.families.capacity() * std::mem::size_of::<StoredFamily>()
+                    + std::mem::size_of::<NodeSnapshot>()
+                    + s.node.len()
+            })
+            .sum();
+        let index: usize = inner
+            .index
+            .values()
+            .map(|e| e.name.len() + e.help.len() + std::mem::size_of::<IndexEntry>() + 32)
+            .sum();
+        snapshots + index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::ingest::{prepare, NodeLabels};
+    use fleetgate_shared::{Family, Series, Value};
+
+    fn push(
+        store: &Store,
+        node: &str,
+        epoch: u64,
+        seq: u64,
+        fams: &[(&str, MetricType)],
+    ) -> Outcome {
+        let fams = fams
+            .iter()
+            .map(|(name, kind)| Family {
+                name: name.to_string(),
+                help: format!("help from {node}"),
+                kind: *kind,
+                series: vec![Series {
+                    labels: vec![],
+                    value: Value::Scalar(1.0),
+                }],
+            })
+            .collect();
+        let labels = NodeLabels::new("instance", "node", node, []);
+        let p = prepare(fams, &labels, &Limits::default()).unwrap();
+        store.apply(node, epoch, Some(seq), p, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn type_conflict_quarantines_only_that_family() {
+        let s = Store::new();
+        push(&s, "a", 1, 1, &[("x", MetricType::Gauge)]);
+        let out = push(
+            &s,
+            "b",
+            1,
+            1,
+            &[("x", MetricType::Counter), ("y", MetricType::Gauge)],
+        );
+        let Outcome::Accepted {
+            series,
+            quarantined,
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(series, 1);
+        assert_eq!(quarantined[0].name, "x");
+        let status = s.status("b");
+        assert!(status
+            .last_rejection
+            .unwrap()
+            .contains("family x is counter"));
+        assert_eq!(status.quarantined, 1);
+        let v = s.view();
+        assert_eq!(
+            v.family_names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["x", "y"]
+        );
+        assert_eq!(v.nodes[1].families.len(), 1);
+        // Once a's family changes type, b may expose x as a counter.
+        push(&s, "a", 1, 2, &[("x", MetricType::Counter)]);
+        let Outcome::Accepted { quarantined, .. } =
+            push(&s, "b", 1, 2, &[("x", MetricType::Counter)])
+        else {
+            panic!()
+        };
+        assert!(quarantined.is_empty());
+        // HELP: first wins.
+        assert_eq!(&*s.view().nodes[1].families[0].help, "help from a");
+    }
+
+    #[test]
+    fn seq_order_epochs_and_removal() {
+        let s = Store::new();
+        assert!(matches!(
+            push(&s, "a", 1, 5, &[("x", MetricType::Gauge)]),
+            Outcome::Accepted { .. }
+        ));
+        assert_eq!(push(&s, "a", 1, 4, &[]), Outcome::OutOfOrder);
+        assert!(
+            matches!(push(&s, "a", 2, 1, &[]), Outcome::Accepted { .. }),
+            "re-enrolled restarts seq"
+        );
+        assert_eq!(
+            push(&s, "a", 1, 9, &[]),
+            Outcome::Revoked,
+            "older enrollment"
+        );
+        s.remove("a", 2);
+        assert!(s.view().nodes.is_empty());
+        assert!(s.view().family_names.is_empty());
+        assert_eq!(push(&s, "a", 2, 10, &[]), Outcome::Revoked);
+        assert!(matches!(push(&s, "a", 3, 1, &[]), Outcome::Accepted { .. }));
+    }
+
+    #[test]
+    fn stale_snapshots_leave_the_view_and_are_evicted() {
+        let s = Store::new();
+        let labels = NodeLabels::new("instance", "node", "a", []);
+        let p = prepare(vec![], &labels, &Limits::default()).unwrap();
+        s.apply("a", 1, None, p, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.view().nodes.is_empty());
+        assert!(!s.status("a").up);
+        assert!(s.status("a").last_push.is_some());
+        assert_eq!(s.evict_stale(), 1);
+    }
+}
