@@ -1,0 +1,281 @@
+//! The NVML to dcgm-exporter mapping: raw per-GPU readings in NVML's units become
+//! `DCGM_FI_*` families with dcgm-exporter's labels and units. Pure functions over plain data,
+//! so the mapping is tested on readings recorded from real devices without a GPU.
+
+use serde::{Deserialize, Serialize};
+
+use fleetgate_shared::{Label, MetricType, Series, Value};
+
+use crate::collectors::MetricBuffer;
+
+const MIB: u64 = 1024 * 1024;
+
+/// One GPU's raw readings in NVML's own units. `None` means NVML does not support the field on
+/// this GPU (or could not read it); such fields are omitted from the output, never sent as 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuReading {
+    /// NVML device index; the `gpu` label and the `N` of `device="nvidiaN"`.
+    pub index: u32,
+    /// `GPU-xxxxxxxx-...` as NVML reports it.
+    pub uuid: String,
+    /// NVML's bus id, `00000000:18:00.0`.
+    pub pci_bus_id: String,
+    /// Product name, e.g. `NVIDIA H100 80GB HBM3`; the `modelName` label.
+    pub name: String,
+    /// SM clock, MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// Memory clock, MHz.
+    pub mem_clock_mhz: Option<u32>,
+    /// GPU die temperature, °C.
+    pub temperature_c: Option<u32>,
+    /// Memory (HBM) temperature, °C, from `NVML_FI_DEV_MEMORY_TEMP`.
+    pub memory_temperature_c: Option<u64>,
+    /// Board power draw, milliwatts.
+    pub power_mw: Option<u32>,
+    /// Energy since the driver was loaded, millijoules.
+    pub total_energy_mj: Option<u64>,
+    /// PCIe replay (retry) count.
+    pub pcie_replay_counter: Option<u32>,
+    /// Percent of the last sample period a kernel was running.
+    pub gpu_util_pct: Option<u32>,
+    /// Percent of the last sample period device memory was read or written.
+    pub mem_copy_util_pct: Option<u32>,
+    /// Encoder utilisation, percent.
+    pub enc_util_pct: Option<u32>,
+    /// Decoder utilisation, percent.
+    pub dec_util_pct: Option<u32>,
+    /// Last XID error seen since start; `Some(0)` while XID events are watched and none came.
+    pub last_xid: Option<u64>,
+    /// Framebuffer free, bytes (`nvmlMemory_v2_t.free`).
+    pub fb_free_bytes: Option<u64>,
+    /// Framebuffer used, bytes (`nvmlMemory_v2_t.used`).
+    pub fb_used_bytes: Option<u64>,
+    /// Framebuffer reserved by the driver, bytes (`nvmlMemory_v2_t.reserved`).
+    pub fb_reserved_bytes: Option<u64>,
+    /// Rows remapped for correctable errors (`NVML_FI_DEV_REMAPPED_COR`).
+    pub correctable_remapped_rows: Option<u64>,
+    /// Rows remapped for uncorrectable errors (`NVML_FI_DEV_REMAPPED_UNC`).
+    pub uncorrectable_remapped_rows: Option<u64>,
+    /// Whether a row remapping failed (`NVML_FI_DEV_REMAPPED_FAILURE`), 0 or 1.
+    pub row_remap_failure: Option<u64>,
+    /// GPM graphics engine utilisation, percent (Hopper and newer).
+    pub gpm_graphics_util_pct: Option<f64>,
+    /// GPM tensor pipe utilisation, percent (Hopper and newer).
+    pub gpm_tensor_util_pct: Option<f64>,
+    /// GPM DRAM bandwidth utilisation, percent (Hopper and newer).
+    pub gpm_dram_bw_util_pct: Option<f64>,
+    /// PCIe transmit throughput, KB/s (`nvmlDeviceGetPcieThroughput`, TX).
+    pub pcie_tx_kb_per_s: Option<u32>,
+    /// PCIe receive throughput, KB/s (`nvmlDeviceGetPcieThroughput`, RX).
+    pub pcie_rx_kb_per_s: Option<u32>,
+}
+
+/// Labels shared by every GPU of the machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuHost {
+    /// The machine's hostname; the `Hostname` label.
+    pub hostname: String,
+    /// NVIDIA driver version, e.g. `550.54.15`; the `DCGM_FI_DRIVER_VERSION` label.
+    pub driver_version: String,
+}
+
+/// Appends the `DCGM_FI_*` families of `readings` to `out`.
+pub fn write_families(readings: &[GpuReading], host: &GpuHost, out: &mut MetricBuffer) {
+    for gpu in readings {
+        let index = gpu.index.to_string();
+        let labels = [
+            Label::new("gpu", index.as_str()),
+            Label::new("UUID", gpu.uuid.as_str()),
+            Label::new("pci_bus_id", gpu.pci_bus_id.as_str()),
+            Label::new("device", format!("nvidia{index}")),
+            Label::new("modelName", gpu.name.as_str()),
+            Label::new("Hostname", host.hostname.as_str()),
+            Label::new("DCGM_FI_DRIVER_VERSION", host.driver_version.as_str()),
+        ];
+        let mut w = GpuWriter {
+            out: &mut *out,
+            labels: &labels,
+        };
+        write_gpu(&mut w, gpu);
+    }
+}
+
+/// Appends series that share one GPU's labels.
+struct GpuWriter<'a> {
+    out: &'a mut MetricBuffer,
+    labels: &'a [Label],
+}
+
+impl GpuWriter<'_> {
+    fn put(&mut self, name: &str, help: &str, kind: MetricType, value: Option<f64>) {
+        if let Some(value) = value {
+            self.out.family(name, help, kind).series.push(Series {
+                labels: self.labels.to_vec(),
+                value: Value::Scalar(value),
+            });
+        }
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: Option<f64>) {
+        self.put(name, help, MetricType::Gauge, value);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: Option<f64>) {
+        self.put(name, help, MetricType::Counter, value);
+    }
+}
+
+fn f(v: Option<impl Into<f64>>) -> Option<f64> {
+    v.map(Into::into)
+}
+
+/// Whole MiB, as DCGM reports framebuffer sizes.
+fn mib(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|b| (b / MIB) as f64)
+}
+
+fn write_gpu(w: &mut GpuWriter<'_>, gpu: &GpuReading) {
+    use MetricType::Gauge;
+    w.gauge(
+        "DCGM_FI_DEV_SM_CLOCK",
+        "SM clock frequency (in MHz).",
+        f(gpu.sm_clock_mhz),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_MEM_CLOCK",
+        "Memory clock frequency (in MHz).",
+        f(gpu.mem_clock_mhz),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_MEMORY_TEMP",
+        "Memory temperature (in C).",
+        gpu.memory_temperature_c.map(|t| t as f64),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_GPU_TEMP",
+        "GPU temperature (in C).",
+        f(gpu.temperature_c),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_POWER_USAGE",
+        "Power draw (in W).",
+        gpu.power_mw.map(|mw| f64::from(mw) / 1000.0),
+    );
+    w.counter(
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "Total energy consumption since boot (in mJ).",
+        gpu.total_energy_mj.map(|mj| mj as f64),
+    );
+    w.counter(
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "Total number of PCIe retries.",
+        f(gpu.pcie_replay_counter),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_GPU_UTIL",
+        "GPU utilization (in %).",
+        f(gpu.gpu_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_MEM_COPY_UTIL",
+        "Memory utilization (in %).",
+        f(gpu.mem_copy_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_ENC_UTIL",
+        "Encoder utilization (in %).",
+        f(gpu.enc_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_DEC_UTIL",
+        "Decoder utilization (in %).",
+        f(gpu.dec_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_XID_ERRORS",
+        "Value of the last XID error encountered.",
+        gpu.last_xid.map(|x| x as f64),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_FB_FREE",
+        "Framebuffer memory free (in MiB).",
+        mib(gpu.fb_free_bytes),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_FB_USED",
+        "Framebuffer memory used (in MiB).",
+        mib(gpu.fb_used_bytes),
+    );
+    w.gauge(
+        "DCGM_FI_DEV_FB_RESERVED",
+        "Framebuffer memory reserved (in MiB).",
+        mib(gpu.fb_reserved_bytes),
+    );
+    w.counter(
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        "Number of remapped rows for uncorrectable errors",
+        gpu.uncorrectable_remapped_rows.map(|r| r as f64),
+    );
+    w.counter(
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "Number of remapped rows for correctable errors",
+        gpu.correctable_remapped_rows.map(|r| r as f64),
+    );
+    w.put(
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "Whether remapping of rows has failed",
+        Gauge,
+        gpu.row_remap_failure.map(|r| r as f64),
+    );
+    // DCGM's profiling fields are ratios (0-1); GPM reports percent.
+    let ratio = |pct: Option<f64>| pct.map(|p| p / 100.0);
+    w.gauge(
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "Ratio of time the graphics engine is active.",
+        ratio(gpu.gpm_graphics_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "Ratio of cycles the tensor (HMMA) pipe is active.",
+        ratio(gpu.gpm_tensor_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        "Ratio of cycles the device memory interface is active sending or receiving data.",
+        ratio(gpu.gpm_dram_bw_util_pct),
+    );
+    let bytes_per_s = |kb: Option<u32>| kb.map(|kb| f64::from(kb) * 1024.0);
+    w.gauge(
+        "DCGM_FI_PROF_PCIE_TX_BYTES",
+        "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+        bytes_per_s(gpu.pcie_tx_kb_per_s),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_PCIE_RX_BYTES",
+        "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+        bytes_per_s(gpu.pcie_rx_kb_per_s),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpm_percent_becomes_a_ratio_and_missing_fields_are_omitted() {
+        let gpu = GpuReading {
+            index: 3,
+            uuid: "GPU-x".into(),
+            gpm_tensor_util_pct: Some(42.5),
+            ..Default::default()
+        };
+        let mut out = MetricBuffer::new();
+        write_families(&[gpu], &GpuHost::default(), &mut out);
+        let names: Vec<&str> = out.families().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"]);
+        let series = &out.families()[0].series[0];
+        assert_eq!(series.value, Value::Scalar(0.425));
+        assert_eq!(series.labels[3], Label::new("device", "nvidia3"));
+    }
+}
