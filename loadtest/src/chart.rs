@@ -115,8 +115,12 @@ fn panel(
         ($chart:expr) => {{
             let mut chart = $chart;
             let mut mesh = chart.configure_mesh();
+            mesh.light_line_style(WHITE.mix(0.0));
             if text {
-                mesh.x_desc("simulated nodes").y_desc(unit);
+                mesh.x_desc("simulated nodes")
+                    .y_desc(unit)
+                    .x_label_formatter(&fmt_x)
+                    .y_label_formatter(&fmt_y);
             } else {
                 mesh.x_labels(0).y_labels(0);
             }
@@ -156,4 +160,16 @@ fn panel(
             .map_err(|e| anyhow!("{e}"))?);
     }
     Ok(())
+}
+
+fn fmt_x(x: &f64) -> String {
+    format!("{x:.0}")
+}
+
+fn fmt_y(y: &f64) -> String {
+    if *y >= 10.0 {
+        format!("{y:.0}")
+    } else {
+        format!("{y:.2}")
+    }
 }

@@ -180,7 +180,7 @@ pub fn table(c: &Comparison) -> String {
         "", "fleetgate", "pushgateway", "ratio"
     );
     let num = |v: Option<f64>, unit: &str| match v {
-        Some(v) if v.abs() >= 100.0 => format!("{v:.0}{unit}"),
+        Some(v) if v.abs() >= 100.0 || v.fract() == 0.0 => format!("{v:.0}{unit}"),
         Some(v) => format!("{v:.3}{unit}"),
         None => "n/a".to_string(),
     };
