@@ -1,0 +1,278 @@
+//! The host collector side by side with the real node_exporter on this machine: every family
+//! node_exporter emits here by default must come out of `HostCollector` with the same type and
+//! label names, the same series (label values), and agreeing values. Counters are checked by
+//! bracketing: node_exporter is scraped just before and just after our collection, so every
+//! counter of ours must lie between its two readings.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetgate_agent::collectors::host::{HostCollector, HostPaths};
+use fleetgate_agent::collectors::MetricBuffer;
+use fleetgate_shared::{text, Family, MetricType, Value};
+
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+
+/// Families node_exporter emits that are not the host collector's business.
+fn is_exporter_self_metric(name: &str) -> bool {
+    name.starts_with("go_")
+        || name.starts_with("process_")
+        || name.starts_with("promhttp_")
+        || name == "node_exporter_build_info"
+}
+
+/// Deliberate differences: node_exporter families the agent does not produce, with the reason.
+const NOT_IMPLEMENTED: &[(&str, &str)] = &[(
+    "node_textfile_scrape_error",
+    "textfile collector: the agent forwards local /metrics endpoints (--scrape-url) instead of \
+     reading *.prom files from a directory",
+)];
+
+/// A series key: its labels, sorted.
+type Labels = BTreeMap<String, String>;
+
+/// One scrape: family name to (type, series by labels).
+type Scrape = BTreeMap<String, (MetricType, BTreeMap<Labels, f64>)>;
+
+/// Deliberate differences in series, as (side, family prefix, label, predicate, reason).
+/// Debian's node_exporter 1.5.0 has older or Debian-patched defaults; the agent follows current
+/// upstream node_exporter, as `shared/compat/README.md` section 1 specifies.
+fn deliberately_different(ours: bool, family: &str, labels: &Labels) -> bool {
+    let label = |n: &str| labels.get(n).map(String::as_str).unwrap_or("");
+    if !ours && family.starts_with("node_disk_") {
+        // Upstream >= 1.6 ignores `^(z?ram|...)\d+$`; 1.5.0 still reports zram devices.
+        let dev = label("device");
+        return dev.starts_with("zram") && dev[4..].bytes().all(|b| b.is_ascii_digit());
+    }
+    if ours && family.starts_with("node_filesystem_") {
+        // 1.5.0 also excluded everything under /run, /mnt and /media; upstream >= 1.6 only
+        // excludes /run/credentials, so tmpfs mounts there are measured.
+        let mp = label("mountpoint");
+        return ["/run", "/mnt", "/media"]
+            .iter()
+            .any(|p| mp == *p || mp.starts_with(&format!("{p}/")));
+    }
+    if ours
+        && (family.starts_with("node_network_receive_")
+            || family.starts_with("node_network_transmit_"))
+        && family.ends_with("_total")
+    {
+        // Debian patches netdev's device-exclude default to `^lo$`; upstream excludes nothing.
+        return label("device") == "lo";
+    }
+    false
+}
+
+/// Kills node_exporter when the test ends, however it ends.
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("bad response: {head}")));
+    }
+    Ok(body.to_string())
+}
+
+/// Starts node_exporter with its default collectors on a free loopback port and waits until it
+/// serves; retries with another port if the chosen one was taken in between.
+fn start_exporter() -> (Exporter, u16) {
+    for _attempt in 0..3 {
+        let port = free_port();
+        let child = Command::new(NODE_EXPORTER)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node_exporter");
+        let mut exporter = Exporter(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if http_get(port).is_ok() {
+                return (exporter, port);
+            }
+            if let Ok(Some(_)) = exporter.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("node_exporter did not come up");
+}
+
+fn to_scrape(families: Vec<Family>, ours: bool) -> Scrape {
+    let mut scrape = Scrape::new();
+    for f in families {
+        if is_exporter_self_metric(&f.name) {
+            continue;
+        }
+        let mut series = BTreeMap::new();
+        for s in f.series {
+            let labels: Labels = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            if deliberately_different(ours, &f.name, &labels) {
+                continue;
+            }
+            let Value::Scalar(v) = s.value else {
+                panic!("{} is not scalar", f.name);
+            };
+            series.insert(labels, v);
+        }
+        if !series.is_empty() {
+            scrape.insert(f.name, (f.kind, series));
+        }
+    }
+    scrape
+}
+
+fn label_names(series: &BTreeMap<Labels, f64>) -> BTreeSet<Vec<String>> {
+    series.keys().map(|l| l.keys().cloned().collect()).collect()
+}
+
+#[test]
+fn host_collector_matches_node_exporter() {
+    if !std::path::Path::new(NODE_EXPORTER).exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{NODE_EXPORTER} is missing (install prometheus-node-exporter)");
+        }
+        eprintln!("SKIPPED: {NODE_EXPORTER} is missing (install prometheus-node-exporter)");
+        return;
+    }
+    let (_exporter, port) = start_exporter();
+    let mut host = HostCollector::new(HostPaths::default()).expect("host collector");
+
+    let before = text::parse(&http_get(port).unwrap()).unwrap();
+    let mut buffer = MetricBuffer::new();
+    host.collect_into(&mut buffer);
+    let after = text::parse(&http_get(port).unwrap()).unwrap();
+    // Through our own exposition, as the hub would see it.
+    let ours = to_scrape(text::parse(&text::render(buffer.families())).unwrap(), true);
+    let before = to_scrape(before, false);
+    let after = to_scrape(after, false);
+
+    let mut problems: Vec<String> = Vec::new();
+    let mut compared: Vec<&str> = Vec::new();
+    for (name, (kind, series)) in &before {
+        if let Some((_, reason)) = NOT_IMPLEMENTED.iter().find(|(n, _)| n == name) {
+            eprintln!("not compared: {name} ({reason})");
+            continue;
+        }
+        let Some((our_kind, our_series)) = ours.get(name) else {
+            problems.push(format!("missing family {name}"));
+            continue;
+        };
+        compared.push(name);
+        if our_kind != kind {
+            problems.push(format!("{name}: type {our_kind:?}, node_exporter {kind:?}"));
+        }
+        if label_names(our_series) != label_names(series) {
+            problems.push(format!(
+                "{name}: label names {:?}, node_exporter {:?}",
+                label_names(our_series),
+                label_names(series)
+            ));
+            continue;
+        }
+        // node_scrape_collector_*: node_exporter has collectors (bcache, btrfs, ...) we do not.
+        if !name.starts_with("node_scrape_collector_") {
+            let theirs: BTreeSet<&Labels> = series.keys().collect();
+            let mine: BTreeSet<&Labels> = our_series.keys().collect();
+            if theirs != mine {
+                problems.push(format!(
+                    "{name}: series only in node_exporter {:?}, only ours {:?}",
+                    theirs.difference(&mine).collect::<Vec<_>>(),
+                    mine.difference(&theirs).collect::<Vec<_>>()
+                ));
+                continue;
+            }
+        }
+        if *kind == MetricType::Counter {
+            let later = &after.get(name).expect("family in second scrape").1;
+            for (labels, v) in our_series {
+                let (Some(lo), Some(hi)) = (series.get(labels), later.get(labels)) else {
+                    continue;
+                };
+                // iowait can go backwards in /proc/stat; node_exporter hides the dips.
+                let slack = if labels.get("mode").map(String::as_str) == Some("iowait") {
+                    1.0
+                } else {
+                    1e-9 * hi.abs().max(1.0)
+                };
+                if *v < lo - slack || *v > hi + slack {
+                    problems.push(format!(
+                        "{name}{labels:?} = {v}, node_exporter read {lo} before and {hi} after"
+                    ));
+                }
+            }
+        }
+    }
+
+    // Values that do not move between two reads must be identical.
+    for name in [
+        "node_memory_MemTotal_bytes",
+        "node_memory_SwapTotal_bytes",
+        "node_boot_time_seconds",
+        "node_filesystem_size_bytes",
+        "node_filesystem_files",
+        "node_filefd_maximum",
+        "node_network_mtu_bytes",
+        "node_network_iface_id",
+        "node_entropy_pool_size_bits",
+        "node_uname_info",
+        "node_os_info",
+        "node_os_version",
+        "node_timex_tick_seconds",
+    ] {
+        let (Some((_, theirs)), Some((_, mine))) = (before.get(name), ours.get(name)) else {
+            problems.push(format!("stable family {name} missing on one side"));
+            continue;
+        };
+        if theirs != mine {
+            problems.push(format!("{name}: ours {mine:?}, node_exporter {theirs:?}"));
+        }
+    }
+    // Must have been compared above, not merely be absent on both sides.
+    for name in [
+        "node_cpu_seconds_total",
+        "node_network_receive_bytes_total",
+        "node_uname_info",
+    ] {
+        if !compared.contains(&name) {
+            problems.push(format!("{name} was not compared"));
+        }
+    }
+
+    let extra: Vec<&String> = ours.keys().filter(|n| !before.contains_key(*n)).collect();
+    eprintln!("compared {} families with node_exporter:", compared.len());
+    for name in &compared {
+        eprintln!("  {name}");
+    }
+    eprintln!("ours only (not emitted by node_exporter here): {extra:?}");
+    assert!(problems.is_empty(), "differences:\n{}", problems.join("\n"));
+}
