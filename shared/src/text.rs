@@ -46,6 +46,8 @@ pub fn write_value(out: &mut String, v: f64) {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v == 0.0 && v.is_sign_negative() {
+        out.push_str("-0");
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
