@@ -56,3 +56,57 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn enroll_push_and_scrape_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::with_data_dir(dir.path());
+        config.enroll_token = crate::config::TokenSource::Value("enroll-token-0123456789".into());
+        let app = router(AppState::open(config).unwrap());
+
+        let (status, body) =
+            call(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+        let req = Request::post("/add_node")
+            .header("authorization", "Bearer enroll-token-0123456789")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"node":"n1","labels":{"node_type":"cpu"}}"#))
+            .unwrap();
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let req = Request::post("/push")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "text/plain")
+            .body(Body::from("up{instance=\"forged\"} 1\n"))
+            .unwrap();
+        assert_eq!(call(&app, req).await.0, StatusCode::OK);
+        let (status, text) =
+            call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("up{instance=\"n1\",node=\"n1\",node_type=\"cpu\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("forged"));
+    }
+}

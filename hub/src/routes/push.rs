@@ -35,12 +35,18 @@ pub async fn push(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let Some(identity) = super::bearer(&headers)
-        .ok()
-        .and_then(|t| state.registry.authenticate(t))
-    else {
-        state.metrics.push("unauthorized", declared_len);
-        return Err(ApiError::Unauthorized("unknown or revoked push token"));
+    let identity = super::bearer(&headers).and_then(|t| {
+        state
+            .registry
+            .authenticate(t)
+            .ok_or(ApiError::Unauthorized("unknown or revoked push token"))
+    });
+    let identity = match identity {
+        Ok(id) => id,
+        Err(e) => {
+            state.metrics.push("unauthorized", declared_len);
+            return Err(e);
+        }
     };
     let node = identity.node.clone();
     let (format, encoding) = match body_kind(&headers) {
