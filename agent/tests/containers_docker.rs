@@ -95,8 +95,22 @@ async fn memory_limit_and_docker_labels_come_from_inspect() {
         &["--label", "com.example.team=infra"],
         "sleep 600",
     );
+    let capped = Container::run(&image, "capped", &["--cpus", "0.5"], "sleep 600");
     let mut collector = ContainerCollector::new(SOCKET).expect("collector");
     let out = collect(&mut collector).await;
+
+    // `--cpus 0.5` is half of each 100 ms CFS period; only capped containers report CFS.
+    assert_eq!(
+        one(&out, "container_spec_cpu_quota", &capped.name),
+        50_000.0
+    );
+    assert_eq!(
+        one(&out, "container_spec_cpu_period", &capped.name),
+        100_000.0
+    );
+    assert!(one(&out, "container_cpu_cfs_periods_total", &capped.name) >= 0.0);
+    assert!(series(&out, "container_cpu_cfs_periods_total", &limited.name).is_empty());
+    assert!(series(&out, "container_spec_cpu_quota", &limited.name).is_empty());
 
     let limit = "container_spec_memory_limit_bytes";
     assert_eq!(one(&out, limit, &limited.name), 67_108_864.0);

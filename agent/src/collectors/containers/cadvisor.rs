@@ -218,7 +218,8 @@ fn write_container(
                 usage.usage_in_kernelmode,
             );
         }
-        if let Some(throttling) = &cpu.throttling_data {
+        // cAdvisor reports CFS throttling only for containers with a CPU quota.
+        if let (Some(throttling), Some(_)) = (&cpu.throttling_data, spec.cpu_quota_us) {
             w.counter(
                 "container_cpu_cfs_periods_total",
                 "Number of elapsed enforcement period intervals.",
@@ -630,10 +631,11 @@ mod tests {
             find(&out, "container_cpu_system_seconds_total", "fgprobe", &[]),
             Some(0.02)
         );
-        assert_eq!(
-            find(&out, "container_cpu_cfs_periods_total", "fgprobe", &[]),
-            Some(0.0)
-        );
+        // No CPU quota: cAdvisor omits the CFS throttling families.
+        assert!(out
+            .families()
+            .iter()
+            .all(|f| !f.name.starts_with("container_cpu_cfs_")));
         assert_eq!(
             find(&out, "container_memory_usage_bytes", "fgprobe", &[]),
             Some(626_688.0)
@@ -705,8 +707,12 @@ mod tests {
     #[test]
     fn cgroup_v2_stats_use_v2_keys_and_lowercase_ops() {
         let stats: ContainerStatsResponse = serde_json::from_str(STATS_V2).unwrap();
-        let spec = ContainerSpec::from_inspect(&inspect("v2", "web-1", &[], HostConfig::default()))
-            .unwrap();
+        let host = HostConfig {
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            ..Default::default()
+        };
+        let spec = ContainerSpec::from_inspect(&inspect("v2", "web-1", &[], host)).unwrap();
         let mut out = MetricBuffer::new();
         write_families(
             &[ContainerSample {
@@ -756,6 +762,10 @@ mod tests {
                 &[]
             ),
             Some(0.35)
+        );
+        assert_eq!(
+            find(&out, "container_spec_cpu_quota", "web-1", &[]),
+            Some(50_000.0)
         );
         let dev = [("device", "259:0")];
         assert_eq!(

@@ -4,7 +4,7 @@
 
 pub mod cadvisor;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -116,7 +116,8 @@ impl ContainerCollector {
             }
         }
         // Containers that stopped or were removed drop out of the cache and the snapshot.
-        self.specs.retain(|id, _| ids.contains(id));
+        let running: HashSet<&String> = ids.iter().collect();
+        self.specs.retain(|id, _| running.contains(id));
 
         for f in &fetched {
             if let Some(stats) = &f.stats {
@@ -140,10 +141,11 @@ impl ContainerCollector {
             .collect();
         samples.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
 
+        // Whole seconds, as cAdvisor writes `container_last_seen`.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_secs_f64();
+            .as_secs() as f64;
         cadvisor::write_families(&samples, now, &self.block_devices, out);
         Ok(())
     }
