@@ -219,11 +219,22 @@ sys.exit(0 if states in ([], ["removed"]) else 1)
 EOF
 ok "stop play stopped the agent, deregistered $NODE, and its series are gone"
 
-step "second stop changes nothing (alias tag stop-node-registry)"
-play "$TMP/stop2.log" --tags stop-node-registry || { cat "$TMP/stop2.log"; fail "second stop play"; }
-recap "$TMP/stop2.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
-  || { cat "$TMP/stop2.log"; fail "second stop must report changed=0"; }
-ok "second stop: changed=0"
+step "run after stop: the play re-admits the removed node"
+play "$TMP/run3.log" --tags run-agent || { cat "$TMP/run3.log"; fail "run play after stop"; }
+recap "$TMP/run3.log"
+grep -A1 'Re-admit the node removed by an earlier stop' "$TMP/run3.log" | grep -q '^changed:' \
+  || fail "the run after the stop did not re-admit the node"
+metrics | grep -E "^fleetgate_node_up\{" | grep "node=\"$NODE\"" | grep -Eq ' 1$' \
+  || fail "$NODE is not up again after the re-run"
+ok "a run after a stop re-admits $NODE and it is up again"
+
+step "stop again, then a further stop changes nothing (alias tag stop-node-registry)"
+play "$TMP/stop2.log" --tags stop-agent || { cat "$TMP/stop2.log"; fail "stop play after re-run"; }
+metrics | grep -q "node=\"$NODE\"" && fail "$NODE's series are still on /metrics after the second stop"
+play "$TMP/stop3.log" --tags stop-node-registry || { cat "$TMP/stop3.log"; fail "third stop play"; }
+recap "$TMP/stop3.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
+  || { cat "$TMP/stop3.log"; fail "a stop of a stopped agent must report changed=0"; }
+ok "stop removed it again; a further stop: changed=0"
 
 # --- the systemd unit, rendered by the role and checked by systemd itself --------------------
 step "systemd unit renders and passes systemd-analyze verify"
