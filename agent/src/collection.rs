@@ -24,6 +24,8 @@ struct Slot {
     health: CollectorHealth,
     /// Whether "source unavailable" was already logged, so it is logged once per outage.
     unavailable_logged: bool,
+    /// Whether the previous cycle succeeded, so a failure is warned about once per streak.
+    was_ok: bool,
 }
 
 impl std::fmt::Debug for dyn Collector {
@@ -79,6 +81,7 @@ impl Collection {
                 failures: 0,
             },
             unavailable_logged,
+            was_ok: false,
         });
     }
 
@@ -100,12 +103,13 @@ impl Collection {
                 Ok(r) => r,
                 Err(_) => Err(CollectError::Failed(format!("timed out after {timeout:?}"))),
             };
+            slot.was_ok = slot.health.up;
             let health = &mut slot.health;
             health.duration_seconds = started.elapsed().as_secs_f64();
             match result {
                 Ok(()) => {
-                    if !health.up && slot.unavailable_logged {
-                        tracing::info!(collector = health.name, "collector source is available again");
+                    if !health.up && (slot.unavailable_logged || health.failures > 0) {
+                        tracing::info!(collector = health.name, "collector works again");
                     }
                     health.up = true;
                     slot.unavailable_logged = false;
@@ -118,7 +122,12 @@ impl Collection {
                     health.up = false;
                 }
                 Err(CollectError::Failed(error)) => {
-                    tracing::warn!(collector = health.name, %error, "collection failed");
+                    // Warn when a collector starts failing, not on every cycle it keeps failing.
+                    if health.failures == 0 || slot.was_ok {
+                        tracing::warn!(collector = health.name, %error, "collection failed");
+                    } else {
+                        tracing::debug!(collector = health.name, %error, "collection failed again");
+                    }
                     health.up = false;
                     health.failures += 1;
                 }
