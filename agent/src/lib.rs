@@ -13,6 +13,9 @@ use std::io::Write;
 
 use collection::{Collection, DEFAULT_COLLECTOR_TIMEOUT};
 use collectors::agent_self::PushStats;
+use collectors::containers::ContainerCollector;
+use collectors::gpu::GpuCollector;
+use collectors::host::{HostCollector, HostPaths};
 use collectors::scrape::ScrapeCollector;
 use config::{CollectorKind, Config, Mode};
 use hub_client::HubError;
@@ -112,30 +115,26 @@ pub fn build_collection(config: &Config, stats: PushStats) -> (Collection, u32) 
     (c, gpu_devices)
 }
 
-fn add_host(c: &mut Collection, _config: &Config) {
-    c.add::<ScrapeCollector>(
-        "host",
-        Err(collectors::CollectError::Unavailable(
-            "host collector not built in yet".into(),
-        )),
-    );
+fn add_host(c: &mut Collection, config: &Config) {
+    let paths = HostPaths {
+        proc: config.host.proc.clone(),
+        sys: config.host.sys.clone(),
+        rootfs: config.host.rootfs.clone(),
+    };
+    c.add("host", HostCollector::new(paths));
 }
 
+/// Adds the GPU collector and returns how many GPUs NVML reports (0 without a driver).
 fn add_gpu(c: &mut Collection) -> u32 {
-    c.add::<ScrapeCollector>(
-        "gpu",
-        Err(collectors::CollectError::Unavailable(
-            "GPU collector not built in yet".into(),
-        )),
-    );
-    0
+    let gpu = GpuCollector::new();
+    let devices = gpu.as_ref().map_or(0, GpuCollector::device_count);
+    c.add("gpu", gpu);
+    devices
 }
 
-fn add_containers(c: &mut Collection, _config: &Config) {
-    c.add::<ScrapeCollector>(
+fn add_containers(c: &mut Collection, config: &Config) {
+    c.add(
         "containers",
-        Err(collectors::CollectError::Unavailable(
-            "containers collector not built in yet".into(),
-        )),
+        ContainerCollector::new(&config.docker_socket.to_string_lossy()),
     );
 }
