@@ -61,7 +61,11 @@ build_image() {
     tar -C "$ctx/owned" --owner=65534 --group=65534 --numeric-owner -rf "$ctx/rootfs.tar" "$owned_dir"
   fi
   cp "$root/docker/$name.Dockerfile" "$ctx/Dockerfile"
-  docker build -q -t "$image:$tag" -f "$ctx/Dockerfile" "$ctx" >/dev/null
+  # The legacy builder prints a deprecation notice on every build; show its output only on failure.
+  if ! out=$(docker build -q -t "$image:$tag" -f "$ctx/Dockerfile" "$ctx" 2>&1); then
+    printf '%s\n' "$out" >&2
+    return 1
+  fi
   printf '%-28s %s\n' "$image:$tag" "$(docker image inspect -f '{{.Size}}' "$image:$tag" | numfmt --to=iec)"
 }
 
