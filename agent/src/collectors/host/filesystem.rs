@@ -3,10 +3,13 @@
 //! With a rootfs other than `/` the file system is measured under it and reported by its host
 //! path, as node_exporter does with `--path.rootfs`.
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use super::{read_to, HostPaths, SubError, Subcollector};
 use crate::collectors::MetricBuffer;
@@ -39,6 +42,17 @@ const EXCLUDED_FS_TYPES: [&str; 24] = [
     "tracefs",
 ];
 
+/// How long one statfs may take before its mount is reported as failing (node_exporter's
+/// `--collector.filesystem.mount-timeout` default): a dead NFS server must not stall the cycle.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// File systems backed by local memory or block devices, whose statfs cannot hang on a
+/// network; every other type (nfs, cifs, fuse.*, ceph, ...) is measured on a helper thread.
+const LOCAL_FS_TYPES: [&str; 12] = [
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "vfat", "exfat", "f2fs", "zfs",
+    "ntfs3",
+];
+
 /// One mount of interest, its labels as node_exporter reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Mount {
@@ -59,6 +73,9 @@ pub(super) struct Filesystem {
     text: String,
     /// Reused list of this cycle's mounts.
     mounts: Vec<Mount>,
+    /// Paths whose statfs has not returned yet; they report `device_error 1` without another
+    /// attempt until the hanging call comes back.
+    pending: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Subcollector for Filesystem {
@@ -101,7 +118,12 @@ impl Subcollector for Filesystem {
                 ("fstype", mount.fs_type.as_str()),
                 ("mountpoint", mount.mount_point.as_str()),
             ];
-            let stats = statfs(&paths.rootfs(&mount.mount_point));
+            let path = paths.rootfs(&mount.mount_point);
+            let stats = if LOCAL_FS_TYPES.contains(&mount.fs_type.as_str()) {
+                statfs(&path)
+            } else {
+                self.bounded_statfs(path)
+            };
             out.gauge(
                 "node_filesystem_device_error",
                 "Whether an error occurred while getting statistics for the given device.",
@@ -149,6 +171,43 @@ impl Subcollector for Filesystem {
         }
         Ok(())
     }
+}
+
+impl Filesystem {
+    /// statfs on a helper thread, given up after [`MOUNT_TIMEOUT`]; the thread is left to
+    /// finish on its own and clears the path from `pending` when it does.
+    fn bounded_statfs(&self, path: PathBuf) -> io::Result<Stats> {
+        if !lock(&self.pending).insert(path.clone()) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "statfs still hanging",
+            ));
+        }
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::clone(&self.pending);
+        let worker_path = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("statfs".into())
+            .spawn(move || {
+                let result = statfs(&worker_path);
+                lock(&pending).remove(&worker_path);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            lock(&self.pending).remove(&path);
+            return Err(e);
+        }
+        rx.recv_timeout(MOUNT_TIMEOUT).unwrap_or_else(|_| {
+            tracing::warn!(mountpoint = %path.display(), "statfs timed out; mount marked as failing until it returns");
+            Err(io::Error::new(io::ErrorKind::TimedOut, "statfs timed out"))
+        })
+    }
+}
+
+/// The set behind a mutex, also after a thread panicked while holding it (a set of paths
+/// cannot be left inconsistent).
+fn lock(set: &Mutex<HashSet<PathBuf>>) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Parses one mountinfo line: `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`.
@@ -313,6 +372,16 @@ mod tests {
         assert_eq!(strip_rootfs(root, "/boot".into()), "/boot");
         assert_eq!(strip_rootfs(root, "/host/rootfs".into()), "/host/rootfs");
         assert_eq!(strip_rootfs(Path::new("/"), "/boot".into()), "/boot");
+    }
+
+    #[test]
+    fn a_hanging_mount_is_not_retried_while_pending() {
+        let fs = Filesystem::default();
+        assert!(fs.bounded_statfs(PathBuf::from("/")).is_ok());
+        assert!(lock(&fs.pending).is_empty(), "finished calls leave nothing pending");
+        lock(&fs.pending).insert(PathBuf::from("/"));
+        let err = fs.bounded_statfs(PathBuf::from("/")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]
