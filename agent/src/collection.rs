@@ -24,8 +24,6 @@ struct Slot {
     health: CollectorHealth,
     /// Whether "source unavailable" was already logged, so it is logged once per outage.
     unavailable_logged: bool,
-    /// Whether the previous cycle succeeded, so a failure is warned about once per streak.
-    was_ok: bool,
 }
 
 impl std::fmt::Debug for dyn Collector {
@@ -81,7 +79,6 @@ impl Collection {
                 failures: 0,
             },
             unavailable_logged,
-            was_ok: false,
         });
     }
 
@@ -103,7 +100,7 @@ impl Collection {
                 Ok(r) => r,
                 Err(_) => Err(CollectError::Failed(format!("timed out after {timeout:?}"))),
             };
-            slot.was_ok = slot.health.up;
+            let was_up = slot.health.up;
             let health = &mut slot.health;
             health.duration_seconds = started.elapsed().as_secs_f64();
             match result {
@@ -123,7 +120,7 @@ impl Collection {
                 }
                 Err(CollectError::Failed(error)) => {
                     // Warn when a collector starts failing, not on every cycle it keeps failing.
-                    if health.failures == 0 || slot.was_ok {
+                    if health.failures == 0 || was_up {
                         tracing::warn!(collector = health.name, %error, "collection failed");
                     } else {
                         tracing::debug!(collector = health.name, %error, "collection failed again");
@@ -135,6 +132,9 @@ impl Collection {
             (slot, buf)
         });
         let done = join_all(runs).await;
+
+        // What a failing collector wrote before it failed (its own failure counters, say)
+        // still goes out.
 
         let mut out = MetricBuffer::new();
         let mut health = Vec::with_capacity(done.len());
