@@ -365,6 +365,38 @@ mod tests {
     }
 
     #[test]
+    fn measures_under_rootfs_and_reports_host_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path().join("proc");
+        let rootfs = dir.path().join("host");
+        std::fs::create_dir_all(proc.join("1")).unwrap();
+        std::fs::create_dir_all(rootfs.join("data")).unwrap();
+        std::fs::write(
+            proc.join("1/mountinfo"),
+            "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+             28 27 254:1 / /data rw - xfs /dev/vdb rw\n\
+             29 27 254:2 / /gone rw - ext4 /dev/vdc rw\n",
+        )
+        .unwrap();
+        let paths = HostPaths {
+            proc,
+            sys: dir.path().join("sys"),
+            rootfs,
+        };
+        let mut out = MetricBuffer::new();
+        Filesystem::default().collect(&paths, &mut out).unwrap();
+        let text = fleetgate_shared::text::render(out.families());
+        for line in [
+            "node_filesystem_device_error{device=\"/dev/vda\",fstype=\"ext4\",mountpoint=\"/\"} 0\n",
+            "node_filesystem_device_error{device=\"/dev/vdb\",fstype=\"xfs\",mountpoint=\"/data\"} 0\n",
+            "node_filesystem_device_error{device=\"/dev/vdc\",fstype=\"ext4\",mountpoint=\"/gone\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("node_filesystem_size_bytes{device=\"/dev/vdc\""));
+    }
+
+    #[test]
     fn rootfs_prefix_is_stripped() {
         let root = Path::new("/host/root");
         assert_eq!(strip_rootfs(root, "/host/root".into()), "/");
@@ -378,7 +410,10 @@ mod tests {
     fn a_hanging_mount_is_not_retried_while_pending() {
         let fs = Filesystem::default();
         assert!(fs.bounded_statfs(PathBuf::from("/")).is_ok());
-        assert!(lock(&fs.pending).is_empty(), "finished calls leave nothing pending");
+        assert!(
+            lock(&fs.pending).is_empty(),
+            "finished calls leave nothing pending"
+        );
         lock(&fs.pending).insert(PathBuf::from("/"));
         let err = fs.bounded_statfs(PathBuf::from("/")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);

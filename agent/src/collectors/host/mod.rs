@@ -8,6 +8,7 @@ mod conntrack;
 mod cpu;
 mod cpufreq;
 mod diskstats;
+mod dmi;
 mod entropy;
 mod filefd;
 mod filesystem;
@@ -17,6 +18,7 @@ mod meminfo;
 mod netclass;
 mod netdev;
 mod netstat;
+mod nvme;
 mod os;
 mod pressure;
 mod schedstat;
@@ -24,6 +26,7 @@ mod selinux;
 mod sockstat;
 mod softnet;
 mod stat;
+mod thermal_zone;
 mod time;
 mod timex;
 mod udp_queues;
@@ -150,6 +153,7 @@ impl HostCollector {
             Box::new(cpu::Cpu::default()),
             Box::new(cpufreq::CpuFreq::default()),
             Box::new(diskstats::Diskstats::default()),
+            Box::new(dmi::Dmi::default()),
             Box::new(entropy::Entropy::default()),
             Box::new(filefd::Filefd::default()),
             Box::new(filesystem::Filesystem::default()),
@@ -159,6 +163,7 @@ impl HostCollector {
             Box::new(netclass::Netclass::default()),
             Box::new(netdev::Netdev::default()),
             Box::new(netstat::Netstat::default()),
+            Box::new(nvme::Nvme::default()),
             Box::new(os::Os::default()),
             Box::new(pressure::Pressure::default()),
             Box::new(schedstat::Schedstat::default()),
@@ -166,6 +171,7 @@ impl HostCollector {
             Box::new(sockstat::Sockstat::new()),
             Box::new(softnet::Softnet::default()),
             Box::new(stat::Stat::default()),
+            Box::new(thermal_zone::ThermalZone::default()),
             Box::new(time::Time::default()),
             Box::new(timex::Timex),
             Box::new(udp_queues::UdpQueues::default()),
