@@ -105,9 +105,12 @@ pub fn decompress_capped(
             })?;
             read_capped(decoder, body.len(), cap, "zstd")
         }
-        ContentEncoding::Gzip => {
-            read_capped(flate2::read::MultiGzDecoder::new(body), body.len(), cap, "gzip")
-        }
+        ContentEncoding::Gzip => read_capped(
+            flate2::read::MultiGzDecoder::new(body),
+            body.len(),
+            cap,
+            "gzip",
+        ),
     }
 }
 
@@ -162,8 +165,14 @@ mod tests {
                         labels: vec![Label::new("method", "get")],
                         value: Value::Histogram(Histogram {
                             buckets: vec![
-                                Bucket { le: 0.1, count: 3.0 },
-                                Bucket { le: 1.0, count: 5.0 },
+                                Bucket {
+                                    le: 0.1,
+                                    count: 3.0,
+                                },
+                                Bucket {
+                                    le: 1.0,
+                                    count: 5.0,
+                                },
                             ],
                             sum: 2.5,
                             count: 6.0,
@@ -177,7 +186,10 @@ mod tests {
                     series: vec![Series {
                         labels: vec![],
                         value: Value::Summary(Summary {
-                            quantiles: vec![Quantile { quantile: 0.5, value: 0.001 }],
+                            quantiles: vec![Quantile {
+                                quantile: 0.5,
+                                value: 0.001,
+                            }],
                             sum: 1.0,
                             count: 100.0,
                         }),
@@ -200,7 +212,10 @@ mod tests {
         assert_eq!(decode(b"nope!", 1024), Err(WireError::BadMagic));
         let mut bytes = encode(&sample());
         bytes[4] = 9;
-        assert_eq!(decode(&bytes, 1 << 20), Err(WireError::UnsupportedVersion(9)));
+        assert_eq!(
+            decode(&bytes, 1 << 20),
+            Err(WireError::UnsupportedVersion(9))
+        );
     }
 
     #[test]
@@ -218,7 +233,10 @@ mod tests {
         let mut framed = MAGIC.to_vec();
         framed.push(VERSION);
         framed.extend_from_slice(&bomb);
-        assert_eq!(decode(&framed, cap), Err(WireError::TooLarge { limit: cap }));
+        assert_eq!(
+            decode(&framed, cap),
+            Err(WireError::TooLarge { limit: cap })
+        );
     }
 
     #[test]
@@ -240,7 +258,10 @@ mod tests {
     fn exactly_the_cap_is_accepted() {
         let data = vec![b'a'; 1000];
         let z = zstd::stream::encode_all(data.as_slice(), 3).unwrap();
-        assert_eq!(decompress_capped(ContentEncoding::Zstd, &z, 1000).unwrap(), data);
+        assert_eq!(
+            decompress_capped(ContentEncoding::Zstd, &z, 1000).unwrap(),
+            data
+        );
         assert!(decompress_capped(ContentEncoding::Zstd, &z, 999).is_err());
         assert!(decompress_capped(ContentEncoding::Identity, &data, 999).is_err());
     }
@@ -288,23 +309,32 @@ mod tests {
     fn arb_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             arb_f64().prop_map(Value::Scalar),
-            (prop::collection::vec((arb_f64(), arb_f64()), 0..4), arb_f64(), arb_f64()).prop_map(
-                |(b, sum, count)| Value::Histogram(Histogram {
-                    buckets: b.into_iter().map(|(le, count)| Bucket { le, count }).collect(),
+            (
+                prop::collection::vec((arb_f64(), arb_f64()), 0..4),
+                arb_f64(),
+                arb_f64()
+            )
+                .prop_map(|(b, sum, count)| Value::Histogram(Histogram {
+                    buckets: b
+                        .into_iter()
+                        .map(|(le, count)| Bucket { le, count })
+                        .collect(),
                     sum,
                     count,
-                })
-            ),
-            (prop::collection::vec((arb_f64(), arb_f64()), 0..4), arb_f64(), arb_f64()).prop_map(
-                |(q, sum, count)| Value::Summary(Summary {
+                })),
+            (
+                prop::collection::vec((arb_f64(), arb_f64()), 0..4),
+                arb_f64(),
+                arb_f64()
+            )
+                .prop_map(|(q, sum, count)| Value::Summary(Summary {
                     quantiles: q
                         .into_iter()
                         .map(|(quantile, value)| Quantile { quantile, value })
                         .collect(),
                     sum,
                     count,
-                })
-            ),
+                })),
         ]
     }
 
@@ -329,14 +359,18 @@ mod tests {
                 kind,
                 series,
             });
-        (any::<u64>(), any::<u64>(), any::<i64>(), prop::collection::vec(family, 0..6)).prop_map(
-            |(seq, interval_ms, timestamp_ms, families)| Snapshot {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            prop::collection::vec(family, 0..6),
+        )
+            .prop_map(|(seq, interval_ms, timestamp_ms, families)| Snapshot {
                 seq,
                 interval_ms,
                 timestamp_ms,
                 families,
-            },
-        )
+            })
     }
 
     proptest! {

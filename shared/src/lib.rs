@@ -15,4 +15,6 @@ pub use codec::{
     VERSION,
 };
 pub use error::WireError;
-pub use model::{Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Snapshot, Summary, Value};
+pub use model::{
+    Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Snapshot, Summary, Value,
+};

@@ -24,7 +24,13 @@ pub fn is_valid_label_name(name: &str) -> bool {
 /// cAdvisor does: every character outside `[a-zA-Z0-9_]` becomes `_`.
 pub fn sanitize_label_name(raw: &str) -> String {
     raw.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::{Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Summary, Value, WireError};
+use crate::{
+    Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Summary, Value, WireError,
+};
 
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -127,7 +129,15 @@ pub fn write_series(out: &mut String, name: &str, series: &Series, extra: &[(&st
         Value::Scalar(v) => write_line(out, name, "", labels, extra, None, *v),
         Value::Histogram(h) => {
             for b in &h.buckets {
-                write_line(out, name, "_bucket", labels, extra, Some(("le", b.le)), b.count);
+                write_line(
+                    out,
+                    name,
+                    "_bucket",
+                    labels,
+                    extra,
+                    Some(("le", b.le)),
+                    b.count,
+                );
             }
             write_line(
                 out,
@@ -143,7 +153,15 @@ pub fn write_series(out: &mut String, name: &str, series: &Series, extra: &[(&st
         }
         Value::Summary(s) => {
             for q in &s.quantiles {
-                write_line(out, name, "", labels, extra, Some(("quantile", q.quantile)), q.value);
+                write_line(
+                    out,
+                    name,
+                    "",
+                    labels,
+                    extra,
+                    Some(("quantile", q.quantile)),
+                    q.value,
+                );
             }
             write_line(out, name, "_sum", labels, extra, None, s.sum);
             write_line(out, name, "_count", labels, extra, None, s.count);
@@ -174,7 +192,8 @@ pub fn render(families: &[Family]) -> String {
 pub fn parse(text: &str) -> Result<Vec<Family>, WireError> {
     let mut p = Parser::default();
     for (i, line) in text.split('\n').enumerate() {
-        p.line(line).map_err(|msg| WireError::Text { line: i + 1, msg })?;
+        p.line(line)
+            .map_err(|msg| WireError::Text { line: i + 1, msg })?;
     }
     Ok(p.finish())
 }
@@ -311,9 +330,7 @@ impl Parser {
     }
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ' || c == '\t')
-            .unwrap_or(line.len());
+        let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
         let name = &line[..name_end];
         check_metric_name(name)?;
         let mut rest = &line[name_end..];
@@ -343,7 +360,11 @@ impl Parser {
                 value: Value::Scalar(value),
             }),
             Part::Point => {
-                let key = if fam.kind == MetricType::Histogram { "le" } else { "quantile" };
+                let key = if fam.kind == MetricType::Histogram {
+                    "le"
+                } else {
+                    "quantile"
+                };
                 let pos = labels
                     .iter()
                     .position(|l| l.name == key)
@@ -367,7 +388,12 @@ impl Parser {
     fn finish(self) -> Vec<Family> {
         self.families
             .into_iter()
-            .filter(|b| !b.scalars.is_empty() || !b.complex.is_empty() || b.kind != MetricType::Untyped || !b.help.is_empty())
+            .filter(|b| {
+                !b.scalars.is_empty()
+                    || !b.complex.is_empty()
+                    || b.kind != MetricType::Untyped
+                    || !b.help.is_empty()
+            })
             .map(Builder::finish)
             .filter(|f| !f.series.is_empty())
             .collect()
@@ -396,7 +422,11 @@ impl Builder {
             let sum = acc.sum.unwrap_or(0.0);
             let value = if kind == MetricType::Histogram {
                 Value::Histogram(Histogram {
-                    buckets: acc.points.into_iter().map(|(le, count)| Bucket { le, count }).collect(),
+                    buckets: acc
+                        .points
+                        .into_iter()
+                        .map(|(le, count)| Bucket { le, count })
+                        .collect(),
                     sum,
                     count,
                 })
@@ -577,7 +607,19 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
         let Value::Histogram(h) = &fams[2].series[0].value else {
             panic!("not a histogram")
         };
-        assert_eq!(h.buckets, vec![Bucket { le: 0.1, count: 3.0 }, Bucket { le: 0.5, count: 5.0 }]);
+        assert_eq!(
+            h.buckets,
+            vec![
+                Bucket {
+                    le: 0.1,
+                    count: 3.0
+                },
+                Bucket {
+                    le: 0.5,
+                    count: 5.0
+                }
+            ]
+        );
         assert_eq!((h.sum, h.count), (2.75, 7.0));
         assert_eq!(fams[2].series[0].labels, vec![Label::new("handler", "/")]);
         let Value::Summary(s) = &fams[3].series[0].value else {
@@ -592,13 +634,16 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
         let fams = parse(NODE_EXPORTER).unwrap();
         let text = render(&fams);
         assert_eq!(parse(&text).unwrap(), fams);
-        assert!(text.contains("http_request_duration_seconds_bucket{handler=\"/\",le=\"+Inf\"} 7\n"));
+        assert!(
+            text.contains("http_request_duration_seconds_bucket{handler=\"/\",le=\"+Inf\"} 7\n")
+        );
         assert!(text.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 12345.67\n"));
     }
 
     #[test]
     fn escapes_round_trip() {
-        let text = "# HELP x a \\\\ help\\nsecond\n# TYPE x gauge\nx{a=\"q\\\"uote\\\\back\\nnl ü\"} 1\n";
+        let text =
+            "# HELP x a \\\\ help\\nsecond\n# TYPE x gauge\nx{a=\"q\\\"uote\\\\back\\nnl ü\"} 1\n";
         let fams = parse(text).unwrap();
         assert_eq!(fams[0].help, "a \\ help\nsecond");
         assert_eq!(fams[0].series[0].labels[0].value, "q\"uote\\back\nnl ü");
@@ -619,13 +664,34 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
     #[test]
     fn errors_name_the_line_and_problem() {
         let err = parse("ok 1\nbad-name 2\n").unwrap_err();
-        assert_eq!(err, WireError::Text { line: 2, msg: "invalid metric name \"bad-name\"".into() });
+        assert_eq!(
+            err,
+            WireError::Text {
+                line: 2,
+                msg: "invalid metric name \"bad-name\"".into()
+            }
+        );
         let err = parse("x{a=\"1\" 2\n").unwrap_err().to_string();
-        assert!(err.contains("line 1") && err.contains("after label a"), "{err}");
-        assert!(parse("x abc\n").unwrap_err().to_string().contains("invalid value"));
-        assert!(parse("# TYPE h histogram\nh_bucket 1\n").unwrap_err().to_string().contains("lacks the le"));
-        assert!(parse("x{a=\"\\q\"} 1\n").unwrap_err().to_string().contains("invalid escape"));
-        assert!(parse("# TYPE x foo\n").unwrap_err().to_string().contains("unknown metric type"));
+        assert!(
+            err.contains("line 1") && err.contains("after label a"),
+            "{err}"
+        );
+        assert!(parse("x abc\n")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid value"));
+        assert!(parse("# TYPE h histogram\nh_bucket 1\n")
+            .unwrap_err()
+            .to_string()
+            .contains("lacks the le"));
+        assert!(parse("x{a=\"\\q\"} 1\n")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid escape"));
+        assert!(parse("# TYPE x foo\n")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown metric type"));
     }
 
     #[test]
