@@ -128,7 +128,8 @@ impl HubClient {
 
     /// Encodes `snapshot` with the shared wire format and pushes it.
     pub async fn push(&self, token: &str, snapshot: &Snapshot) -> Result<PushReport, HubError> {
-        self.push_encoded(token, fleetgate_shared::encode(snapshot)).await
+        self.push_encoded(token, fleetgate_shared::encode(snapshot))
+            .await
     }
 
     /// Pushes an already encoded snapshot (see [`fleetgate_shared::encode`]).
@@ -138,7 +139,10 @@ impl HubClient {
             .http
             .post(format!("{}/push", self.base))
             .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, fleetgate_shared::CONTENT_TYPE)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                fleetgate_shared::CONTENT_TYPE,
+            )
             .body(body)
             .send()
             .await
