@@ -44,6 +44,10 @@ cleanup() {
     start-stop-daemon --stop --quiet --oknodo --pidfile "$TMP/root/run/fleetgate-agent.pid" \
       --name fleetgate-agent --retry TERM/5/KILL/2 || true
   fi
+  if [ -n "${COMPOSE_PROJECT:-}" ] && [ -f "$TMP/compose-agent/.env" ]; then
+    (cd "$TMP/compose-agent" && docker-compose down -v --remove-orphans >/dev/null 2>&1) || true
+  fi
+  if [ -n "${COMPOSE_IMAGE:-}" ]; then docker image rm -f "$COMPOSE_IMAGE" >/dev/null 2>&1 || true; fi
   if [ -n "$HUB_PID" ]; then kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true; fi
   rm -rf "$TMP"
 }
@@ -235,6 +239,49 @@ play "$TMP/stop3.log" --tags stop-node-registry || { cat "$TMP/stop3.log"; fail 
 recap "$TMP/stop3.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
   || { cat "$TMP/stop3.log"; fail "a stop of a stopped agent must report changed=0"; }
 ok "stop removed it again; a further stop: changed=0"
+
+# --- compose mode: the same cycle with compose/app-cpu.yml and a locally built image ----------
+step "compose mode (compose/app-cpu.yml, docker-compose, host network)"
+if docker info >/dev/null 2>&1 && command -v docker-compose >/dev/null; then
+  # No registry: an image like compose/build-images.sh makes, from the agent binary already built
+  # (dynamically linked, so with the libraries ldd names) and the static busybox.
+  COMPOSE_TAG="ansible-test-$$"
+  COMPOSE_IMAGE="fleetgate-agent:$COMPOSE_TAG"
+  COMPOSE_PROJECT="fleetgate-ansible-test-$$"
+  ctx="$TMP/image"
+  mkdir -p "$ctx/root/bin" "$ctx/root/var/lib/fleetgate-agent" "$ctx/root/tmp"
+  install -m 0755 "$AGENT_BIN" "$ctx/root/fleetgate-agent"
+  install -m 0755 /bin/busybox "$ctx/root/bin/busybox"
+  for lib in $(ldd "$AGENT_BIN" | grep -o '/[^ ]*'); do install -D "$(readlink -f "$lib")" "$ctx/root$lib"; done
+  tar -C "$ctx/root" --owner=0 --group=0 --numeric-owner -cf "$ctx/rootfs.tar" .
+  cp "$ROOT/docker/agent.Dockerfile" "$ctx/Dockerfile"
+  docker build -q -t "$COMPOSE_IMAGE" "$ctx" >/dev/null 2>"$TMP/build.log" || { cat "$TMP/build.log"; fail "agent image"; }
+  CNODE="$NODE-compose"
+  cat >"$TMP/compose-vars.json" <<EOF
+{"fleetgate_agent_install_mode": "compose", "fleetgate_agent_node": "$CNODE",
+ "fleetgate_agent_compose_dir": "$TMP/compose-agent", "fleetgate_agent_compose_project": "$COMPOSE_PROJECT",
+ "fleetgate_agent_image_tag": "$COMPOSE_TAG", "fleetgate_agent_compose_env": {"FLEETGATE_LOG": "info"},
+ "fleetgate_agent_compose_extra_files": ["$ANSIBLE_DIR/tests/compose-private-root.yml"]}
+EOF
+  play "$TMP/crun1.log" --tags run-agent -e "@$TMP/compose-vars.json" \
+    || { cat "$TMP/crun1.log"; (cd "$TMP/compose-agent" && docker-compose logs --tail 30) || true; fail "compose run play"; }
+  recap "$TMP/crun1.log"
+  metrics | grep -E '^[a-z_]+\{' | grep -v '^fleetgate_node_' | grep "node=\"$CNODE\"" | grep -q 'rollout="ansible-test"' \
+    || fail "/metrics has no series pushed by $CNODE"
+  play "$TMP/crun2.log" --tags run-agent -e "@$TMP/compose-vars.json" || { cat "$TMP/crun2.log"; fail "compose re-run"; }
+  recap "$TMP/crun2.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
+    || { cat "$TMP/crun2.log"; fail "compose mode: second run must report changed=0"; }
+  play "$TMP/cstop.log" --tags stop-agent -e "@$TMP/compose-vars.json" || { cat "$TMP/cstop.log"; fail "compose stop play"; }
+  recap "$TMP/cstop.log"
+  grep -A1 'Deregister the node from the hub' "$TMP/cstop.log" | grep -q '^changed:' || fail "compose stop did not deregister"
+  metrics | grep -q "node=\"$CNODE\"" && fail "$CNODE's series are still on /metrics"
+  [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT")" ] || fail "compose agent still runs"
+  ok "compose mode: up on the hub, second run changed=0, stop deregistered $CNODE and removed the container"
+elif [ "${CI:-false}" = true ]; then
+  fail "compose mode needs a running Docker engine and docker-compose"
+else
+  echo "SKIPPED: no Docker engine or docker-compose, compose mode not run" >&2
+fi
 
 # --- the systemd unit, rendered by the role and checked by systemd itself --------------------
 step "systemd unit renders and passes systemd-analyze verify"
