@@ -2,6 +2,10 @@
 //! is at most 50 ms of CPU). A measurement, not a test: it asserts nothing about time and is
 //! ignored by default. Run it with
 //! `cargo test --release -p fleetgate-agent --test containers_cpu_cost -- --ignored --nocapture`.
+//!
+//! Measured on the 2-core development machine (Docker 20.10, cgroup v1, release build, 50
+//! `sleep` containers, 1250 series): 20.9 ms for the first cycle (inspect + stats), 18.9 ms per
+//! later cycle (stats only), agent process CPU only.
 
 mod containers_support;
 
