@@ -22,7 +22,7 @@ HUB_BIN=${FLEETGATE_HUB_BIN:-$TARGET_DIR/debug/fleetgate-hub}
 AGENT_BIN=${FLEETGATE_AGENT_BIN:-$TARGET_DIR/debug/fleetgate-agent}
 
 passed=0
-step() { printf '\n--- ansible test: %s\n' "$*"; }
+step() { printf '\n--- ansible test (%ss): %s\n' "$SECONDS" "$*"; }
 ok() { passed=$((passed + 1)); printf 'ok: %s\n' "$*"; }
 fail() {
   printf 'FAILED: %s\n' "$*" >&2
@@ -161,8 +161,11 @@ mkdir -p "$TMP/root/usr/local/bin" "$TMP/root/run" "$TMP/root/var/log"
 
 play() {
   local log=$1; shift
+  local rc=0
   ansible-playbook -i "$TMP/inventory" app-side/playbook.yaml -l server-local -e "@$TMP/vars.json" "$@" \
-    >"$log" 2>&1
+    >"$log" 2>&1 || rc=$?
+  grep -E '^\[(WARNING|DEPRECATION WARNING)\]' "$log" || true
+  return "$rc"
 }
 recap() { grep -E '^server-local +: ' "$1" || true; }
 metrics() { curl -fsS --max-time 5 "$HUB_URL/metrics"; }
