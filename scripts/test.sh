@@ -10,7 +10,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 fonts-dejavu-core procps)
+          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
