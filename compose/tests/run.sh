@@ -95,7 +95,7 @@ if $images_ok; then
   docker network create "$net" >/dev/null
   docker run -d --name "$hub" --network "$net" -p 127.0.0.1::8000 \
     -e FLEETGATE_ADMIN_TOKEN="$admin" -e FLEETGATE_ENROLL_TOKEN="$enroll" \
-    "fleetgate-hub:$tag" >/dev/null
+    "fleetgate-hub:$tag" >/dev/null || { fail "hub container did not start"; exit 1; }
   port=$(docker port "$hub" 8000/tcp | head -n1 | sed 's/.*://')
   hub_url=http://127.0.0.1:$port
   up=false
@@ -105,7 +105,8 @@ if $images_ok; then
   done
   $up && pass "hub container answers /healthz on $hub_url" || fail "hub container not healthy: $(docker logs --tail 20 "$hub" 2>&1)"
 
-  # Configured as in app-cpu.yml, but on a private network instead of the host's.
+  # Configured as in app-cpu.yml, but on a private network instead of the host's, and / without
+  # rslave: build machines that are themselves containers have no shared root mount.
   node=compose-test-$id
   docker run -d --name "$agent" --network "$net" \
     -e FLEETGATE_HUB="http://$hub:8000" -e FLEETGATE_ENROLL_TOKEN="$enroll" \
@@ -113,9 +114,9 @@ if $images_ok; then
     -e FLEETGATE_COLLECTORS=host,containers,triton \
     -e FLEETGATE_PROC_PATH=/host/proc -e FLEETGATE_SYS_PATH=/host/sys \
     -e FLEETGATE_ROOTFS_PATH=/host/root -e FLEETGATE_DOCKER_SOCKET=/var/run/docker.sock \
-    -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro,rslave \
+    -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/root:ro \
     -v /var/run/docker.sock:/var/run/docker.sock:ro \
-    "fleetgate-agent:$tag" >/dev/null
+    "fleetgate-agent:$tag" >/dev/null || { fail "agent container did not start"; exit 1; }
   seen=false
   for _ in $(seq 1 60); do
     metrics=$(curl -fsS "$hub_url/metrics" 2>/dev/null || true)

@@ -106,12 +106,13 @@ class GpuNode:
         r.raise_for_status()
 
     def push_rejected(self):
-        dup = 'DCGM_FI_DEV_GPU_TEMP{gpu="0"} 50\nDCGM_FI_DEV_GPU_TEMP{gpu="0"} 51\n'
-        r = requests.post(f"{self.hub}/push", data=dup.encode(),
+        # A family under the hub's own reserved prefix: refused as a whole, counted by reason.
+        bad = "# TYPE fleetgate_node_up gauge\nfleetgate_node_up 1\n"
+        r = requests.post(f"{self.hub}/push", data=bad.encode(),
                           headers={"Authorization": f"Bearer {self.token}",
                                    "Content-Type": "text/plain; version=0.0.4"}, timeout=10)
         if r.status_code < 400:
-            raise RuntimeError(f"hub accepted a push with a duplicated series: {r.status_code}")
+            raise RuntimeError(f"hub accepted a push of a reserved family: {r.status_code}")
 
     def run(self, stop, interval):
         start = last = time.monotonic()
