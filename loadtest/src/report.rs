@@ -62,7 +62,7 @@ pub struct Figures {
     pub rss_bytes: Option<u64>,
     /// Resident memory before the first enrollment or push.
     pub rss_idle_bytes: Option<u64>,
-    /// (peak − idle) RSS per series held.
+    /// (peak − idle) RSS per series on the last full scrape (per series offered when none).
     pub rss_bytes_per_series: Option<f64>,
     /// CPU seconds the system used during the steady phase.
     pub cpu_seconds: Option<f64>,

@@ -403,8 +403,15 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         scrape_gzip_served: gz.last().map(|s| s.gzip).unwrap_or(false),
         rss_bytes: pid.as_ref().map(|_| peak_rss),
         rss_idle_bytes: idle_rss,
-        rss_bytes_per_series: idle_rss
-            .map(|i| peak_rss.saturating_sub(i) as f64 / series_total.max(1.0)),
+        // Per series actually held (a collapsing system may hold fewer than were offered).
+        rss_bytes_per_series: idle_rss.map(|i| {
+            let held = plain
+                .last()
+                .map(|s| s.series as f64)
+                .filter(|&n| n > 0.0)
+                .unwrap_or(series_total.max(1.0));
+            peak_rss.saturating_sub(i) as f64 / held
+        }),
         cpu_seconds,
         cpu_percent: cpu_seconds.map(|c| 100.0 * c / elapsed),
         wire_bytes_per_sample: t.body_bytes as f64 / (t.samples.max(1)) as f64,
