@@ -1,5 +1,5 @@
 //! Triton through the agent to the hub, all real: a Triton Inference Server started through
-//! PyTriton (`/work/main/.venv`, `tests/fixtures/triton_server.py`) serving a trivial model, a
+//! PyTriton (the repository's `.venv`, `tests/fixtures/triton_server.py`) serving a trivial model, a
 //! `fleetgate-hub` process and the agent forwarding Triton's families unchanged. Beside it, a
 //! target serving malformed text and one that never answers are counted and skipped.
 
