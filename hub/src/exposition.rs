@@ -1,11 +1,17 @@
 //! Rendering `/metrics`: every node's pre-rendered families merged by name (one HELP and TYPE
-//! per family, its lines contiguous across nodes), then the per-node synthetic series.
+//! per family, its lines contiguous across nodes), then the per-node synthetic series. The
+//! exposition is produced in bounded pieces by [`ExpositionWriter`], so a scrape of millions of
+//! series never holds the whole body in memory.
 
 use fleetgate_shared::text::{write_help_type, write_series};
 use fleetgate_shared::{MetricType, Series, Value};
 
 use crate::ingest::NodeLabels;
 use crate::store::View;
+
+/// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
+/// vanishes, small enough that a scrape holds a few MiB at most.
+pub const CHUNK_BYTES: usize = 512 * 1024;
 
 /// One enrolled (not removed) node's synthetic series.
 #[derive(Debug, Clone)]
@@ -20,38 +26,95 @@ pub struct NodeLine {
     pub series: usize,
 }
 
-/// Appends the exposition of `view` and the synthetic `fleetgate_node_*` families to `out`.
+/// Writes the exposition of one consistent [`View`] piece by piece.
 ///
 /// Each node's families are sorted by name and `view.family_names` is a sorted superset of
 /// them, so one pass with a cursor per node emits every family exactly once; the cost is
-/// copying the stored bytes plus one name comparison per (family name, node).
-pub fn render_exposition(view: &View, nodes: &[NodeLine], out: &mut Vec<u8>) {
-    let total: usize = view.nodes.iter().map(|n| n.text.len()).sum();
-    out.reserve(total + view.family_names.len() * 128 + nodes.len() * 300);
-    let mut cursors = vec![0usize; view.nodes.len()];
-    let mut head = String::with_capacity(256);
-    for name in &view.family_names {
-        let mut header_written = false;
-        for (node, cursor) in view.nodes.iter().zip(cursors.iter_mut()) {
-            let families = &node.families;
-            // Defensive: skip anything not in the name list rather than stall the cursor.
-            while *cursor < families.len() && *families[*cursor].name < **name {
-                *cursor += 1;
-            }
-            let Some(f) = families.get(*cursor).filter(|f| *f.name == **name) else {
-                continue;
-            };
-            if !header_written {
-                head.clear();
-                write_help_type(&mut head, name, &f.help, f.kind);
-                out.extend_from_slice(head.as_bytes());
-                header_written = true;
-            }
-            out.extend_from_slice(node.lines(f).as_bytes());
-            *cursor += 1;
+/// copying the stored bytes plus one name comparison per (family name, node). The position
+/// (family, node) is kept between calls, so a caller can drain the output in chunks.
+#[derive(Debug)]
+pub struct ExpositionWriter<'a> {
+    /// The snapshots to render, taken once so every chunk belongs to the same exposition.
+    view: &'a View,
+    /// The synthetic per-node series, written after the families.
+    nodes: &'a [NodeLine],
+    /// Index into `view.family_names` of the family being written.
+    family: usize,
+    /// Index into `view.nodes` of the next node to write within that family.
+    node: usize,
+    /// Per node, its next family not yet written.
+    cursors: Vec<usize>,
+    /// Whether the HELP/TYPE of the current family is out.
+    header_written: bool,
+    /// Whether everything, the synthetic series included, is written.
+    done: bool,
+    /// Scratch for HELP/TYPE lines.
+    head: String,
+}
+
+impl<'a> ExpositionWriter<'a> {
+    /// A writer at the start of the exposition of `view` followed by `nodes`' series.
+    pub fn new(view: &'a View, nodes: &'a [NodeLine]) -> Self {
+        ExpositionWriter {
+            view,
+            nodes,
+            family: 0,
+            node: 0,
+            cursors: vec![0; view.nodes.len()],
+            header_written: false,
+            done: false,
+            head: String::with_capacity(256),
         }
     }
-    render_node_lines(nodes, out);
+
+    /// Appends the next part of the exposition to `out` until `out` holds at least `target`
+    /// bytes (it may overshoot by one node's lines of one family) or the exposition ends.
+    /// Returns `false` once the whole exposition has been written.
+    pub fn fill(&mut self, out: &mut Vec<u8>, target: usize) -> bool {
+        let view = self.view;
+        while self.family < view.family_names.len() {
+            let name = &view.family_names[self.family];
+            while self.node < view.nodes.len() {
+                if out.len() >= target {
+                    return true;
+                }
+                let node = &view.nodes[self.node];
+                let cursor = &mut self.cursors[self.node];
+                self.node += 1;
+                let families = &node.families;
+                // Defensive: skip anything not in the name list rather than stall the cursor.
+                while *cursor < families.len() && *families[*cursor].name < **name {
+                    *cursor += 1;
+                }
+                let Some(f) = families.get(*cursor).filter(|f| *f.name == **name) else {
+                    continue;
+                };
+                if !self.header_written {
+                    self.head.clear();
+                    write_help_type(&mut self.head, name, &f.help, f.kind);
+                    out.extend_from_slice(self.head.as_bytes());
+                    self.header_written = true;
+                }
+                node.write_family(f, out);
+                *cursor += 1;
+            }
+            self.family += 1;
+            self.node = 0;
+            self.header_written = false;
+        }
+        if !self.done {
+            render_node_lines(self.nodes, out);
+            self.done = true;
+        }
+        false
+    }
+}
+
+/// Appends the whole exposition of `view` and the synthetic `fleetgate_node_*` families to
+/// `out`.
+pub fn render_exposition(view: &View, nodes: &[NodeLine], out: &mut Vec<u8>) {
+    let mut writer = ExpositionWriter::new(view, nodes);
+    while writer.fill(out, usize::MAX) {}
 }
 
 fn render_node_lines(nodes: &[NodeLine], out: &mut Vec<u8>) {

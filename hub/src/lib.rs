@@ -90,10 +90,10 @@ impl AppState {
         ingest::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
-    /// The complete `/metrics` body, uncompressed: nodes' families, the synthetic node series
-    /// and the self-metrics. Also updates `fleetgate_hub_nodes` and the render duration.
-    pub fn render_metrics(&self) -> Vec<u8> {
-        let started = std::time::Instant::now();
+    /// Takes what one `/metrics` response shows (the store's view, each node's state) in a
+    /// few short critical sections, so every chunk rendered from it belongs to one consistent
+    /// exposition. Also updates `fleetgate_hub_nodes`.
+    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
         let view = self.store.view();
         let statuses = self.store.statuses();
         let (mut up, mut stale, mut removed) = (0, 0, 0);
@@ -116,17 +116,69 @@ impl AppState {
                 series: s.series,
             });
         }
-        let mut out = Vec::new();
-        render_exposition(&view, &lines, &mut out);
-        drop(view);
-        let m = &self.metrics;
         for (state, n) in [("up", up), ("stale", stale), ("removed", removed)] {
-            m.nodes.with_label_values(&[state]).set(n);
+            self.metrics.nodes.with_label_values(&[state]).set(n);
         }
-        m.render_duration.observe(started.elapsed().as_secs_f64());
-        m.encode(&mut out);
+        MetricsSnapshot { view, lines }
+    }
+
+    /// Writes the `/metrics` body of `snapshot` (nodes' families, the synthetic node series,
+    /// then the self-metrics) in chunks of about `chunk_bytes`, handing each to `emit`, which
+    /// may take the bytes. Stops early, returning `false`, when `emit` returns `false` (the
+    /// client went away). The render duration observed counts rendering only, not the time
+    /// `emit` waits for the client.
+    pub fn write_metrics(
+        &self,
+        snapshot: &MetricsSnapshot,
+        chunk_bytes: usize,
+        mut emit: impl FnMut(&mut Vec<u8>) -> bool,
+    ) -> bool {
+        let mut writer = exposition::ExpositionWriter::new(&snapshot.view, &snapshot.lines);
+        let mut rendering = std::time::Duration::ZERO;
+        let mut buf = Vec::new();
+        loop {
+            if buf.capacity() == 0 && chunk_bytes < usize::MAX / 2 {
+                buf.reserve(chunk_bytes + chunk_bytes / 4);
+            }
+            let started = std::time::Instant::now();
+            let more = writer.fill(&mut buf, chunk_bytes);
+            rendering += started.elapsed();
+            if !more {
+                break;
+            }
+            if !emit(&mut buf) {
+                return false;
+            }
+            buf.clear();
+        }
+        self.metrics
+            .render_duration
+            .observe(rendering.as_secs_f64());
+        self.metrics.encode(&mut buf);
+        emit(&mut buf)
+    }
+
+    /// The complete `/metrics` body, uncompressed, in one buffer (tests and benchmarks; the
+    /// route streams [`AppState::write_metrics`] instead).
+    pub fn render_metrics(&self) -> Vec<u8> {
+        let snapshot = self.metrics_snapshot();
+        let mut out = Vec::new();
+        self.write_metrics(&snapshot, usize::MAX, |chunk| {
+            out.append(chunk);
+            true
+        });
         out
     }
+}
+
+/// What one `/metrics` response shows, taken at once by [`AppState::metrics_snapshot`].
+#[derive(Debug)]
+pub struct MetricsSnapshot {
+    /// Fresh snapshots and family names; holding it keeps those snapshots alive until the
+    /// response is written, however many pushes replace them meanwhile.
+    pub view: store::View,
+    /// Every enrolled node's synthetic series.
+    pub lines: Vec<exposition::NodeLine>,
 }
 
 impl std::ops::Deref for AppState {

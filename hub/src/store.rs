@@ -53,6 +53,11 @@ impl NodeSnapshot {
     pub fn lines(&self, family: &StoredFamily) -> &str {
         self.text.get(family.range.clone()).unwrap_or("")
     }
+
+    /// Appends the exposition lines of one family to `out`.
+    pub fn write_family(&self, family: &StoredFamily, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.lines(family).as_bytes());
+    }
 }
 
 /// A family of a push that was not exposed because another node exposes it with another TYPE.

@@ -1,19 +1,28 @@
-//! `GET /metrics`: the federated exposition, gzip-compressed when the scraper asks for it.
+//! `GET /metrics`: the federated exposition, streamed in bounded chunks (gzip-compressed when
+//! the scraper asks for it) from a blocking thread, so neither the async workers that serve
+//! pushes nor the hub's memory carry the whole body.
 
 use std::io::Write;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
 
-use crate::error::ApiError;
+use crate::exposition::CHUNK_BYTES;
 use crate::AppState;
 
+/// Chunks queued between the renderer and the connection; the renderer waits when it is full.
+const QUEUED_CHUNKS: usize = 4;
+
+/// A client that takes no chunk for this long is abandoned, releasing the snapshots its
+/// response holds.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Renders every fresh node's families, the synthetic node series and the self-metrics.
-pub async fn metrics(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -25,20 +34,56 @@ pub async fn metrics(
             let refused = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
             coding.eq_ignore_ascii_case("gzip") && !refused
         });
-    let body = super::blocking(move || {
-        let text = state.render_metrics();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUED_CHUNKS);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let send = |chunk: Result<Bytes, std::io::Error>| {
+            runtime
+                .block_on(tokio::time::timeout(SEND_TIMEOUT, tx.send(chunk)))
+                .is_ok_and(|sent| sent.is_ok())
+        };
+        // Taken once: every chunk below belongs to this one consistent exposition.
+        let snapshot = state.metrics_snapshot();
         if !gzip {
-            return Ok(text);
+            state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
+                send(Ok(Bytes::from(std::mem::take(chunk))))
+            });
+            return;
         }
         let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(text.len() / 8),
+            Vec::with_capacity(CHUNK_BYTES / 4),
             flate2::Compression::fast(),
         );
-        enc.write_all(&text).and_then(|_| enc.finish())
-    })
-    .await?
-    .map_err(|e| ApiError::Internal(format!("gzip: {e}")))?;
-    let mut resp = body.into_response();
+        let mut failed = None;
+        let complete = state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
+            if let Err(e) = enc.write_all(chunk) {
+                failed = Some(e);
+                return false;
+            }
+            let compressed = enc.get_mut();
+            if compressed.len() < CHUNK_BYTES / 4 {
+                return true;
+            }
+            let out = std::mem::replace(compressed, Vec::with_capacity(CHUNK_BYTES / 4));
+            send(Ok(Bytes::from(out)))
+        });
+        let tail = if let Some(e) = failed {
+            Err(e)
+        } else if !complete {
+            return;
+        } else {
+            enc.finish().map(Bytes::from)
+        };
+        if let Err(e) = &tail {
+            tracing::warn!(error = %e, "gzip of /metrics failed");
+        }
+        // An error aborts the response, so the scraper sees a broken body, not a short one.
+        send(tail);
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut resp = Body::from_stream(chunks).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -48,5 +93,5 @@ pub async fn metrics(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    Ok(resp)
+    resp
 }

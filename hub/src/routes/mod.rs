@@ -109,4 +109,76 @@ mod tests {
         );
         assert!(!text.contains("forged"));
     }
+    /// The node part of an exposition (everything before the hub's own metrics, whose
+    /// values move between two scrapes).
+    fn node_part(text: &str) -> &str {
+        &text[..text.find("# HELP fleetgate_hub_").unwrap()]
+    }
+
+    #[tokio::test]
+    async fn metrics_stream_in_many_chunks_plain_and_gzip() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::with_data_dir(dir.path());
+        config.enroll_token = crate::config::TokenSource::Value("enroll-token-0123456789".into());
+        let state = AppState::open(config).unwrap();
+        let app = router(state.clone());
+        for n in 0..3 {
+            let req = Request::post("/add_node")
+                .header("authorization", "Bearer enroll-token-0123456789")
+                .header("content-type", "application/json")
+                .body(Body::from(format!(r#"{{"node":"n{n}"}}"#)))
+                .unwrap();
+            let (_, body) = call(&app, req).await;
+            let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            // Each node alone is more than a chunk, so the body spans many.
+            let text: String = (0..20_000)
+                .map(|i| format!("m{}{{k=\"v{i}\"}} {i}\n", i % 7))
+                .collect();
+            let req = Request::post("/push")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "text/plain")
+                .body(Body::from(text))
+                .unwrap();
+            assert_eq!(call(&app, req).await.0, StatusCode::OK);
+        }
+        let whole = String::from_utf8(state.render_metrics()).unwrap();
+        assert!(
+            whole.len() > 3 * crate::exposition::CHUNK_BYTES,
+            "{}",
+            whole.len()
+        );
+
+        let (status, plain) =
+            call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(node_part(&plain), node_part(&whole));
+        let parsed = fleetgate_shared::text::parse(&plain).unwrap();
+        let m0 = parsed.iter().find(|f| f.name == "m0").unwrap();
+        assert_eq!(m0.series.len(), 3 * 20_000_usize.div_ceil(7));
+
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/metrics")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut unzipped)
+            .unwrap();
+        assert_eq!(node_part(&unzipped), node_part(&whole));
+        assert!(unzipped.contains("fleetgate_hub_render_duration_seconds_count"));
+    }
 }
