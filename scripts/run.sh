@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p fleetgate-hub -p fleetgate-agent
-HUB=target/release/fleetgate-hub
-AGENT=target/release/fleetgate-agent
+TARGET=${CARGO_TARGET_DIR:-target}
+HUB=$TARGET/release/fleetgate-hub
+AGENT=$TARGET/release/fleetgate-agent
 DATA=${FLEETGATE_DATA_DIR:-./data}
 mkdir -p "$DATA"
 rm -f "$DATA/listen.addr"
