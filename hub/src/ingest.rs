@@ -1,13 +1,15 @@
 //! Turning one push into what the store keeps: validation against the limits (the first
-//! offender is named) and pre-rendering of every family into exposition lines that already carry
-//! the node's labels, so `/metrics` only copies bytes.
+//! offender is named) and pre-rendering of every family into exposition lines. The node's
+//! labels (instance, node, enrollment labels; ~50 bytes) are kept once per snapshot instead of
+//! in every line: each line records where they go, and [`splice_lines`] puts them in while
+//! `/metrics` copies the bytes out.
 
 use std::collections::HashSet;
 use std::ops::Range;
 
 use fleetgate_shared::names::{is_valid_label_name, is_valid_metric_name};
-use fleetgate_shared::text::{describe_series, write_series};
-use fleetgate_shared::{Family, Label, MetricType, Value};
+use fleetgate_shared::text::{describe_series, write_escaped_label_value, write_value};
+use fleetgate_shared::{Family, Label, MetricType, Series, Value};
 
 use crate::config::Limits;
 
@@ -39,12 +41,27 @@ impl NodeLabels {
         NodeLabels(pairs)
     }
 
-    /// The pairs as the `extra` argument of [`write_series`].
+    /// The pairs as the `extra` argument of [`fleetgate_shared::text::write_series`].
     pub fn as_extra(&self) -> Vec<(&str, &str)> {
         self.0
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect()
+    }
+
+    /// The labels, rendered once, that every line of a node's snapshot carries.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (i, (n, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(n);
+            out.push_str("=\"");
+            write_escaped_label_value(&mut out, v);
+            out.push('"');
+        }
+        out
     }
 }
 
@@ -73,13 +90,20 @@ pub struct PreparedFamily {
     pub series: usize,
     /// Its lines within [`Prepared::text`].
     pub range: Range<usize>,
+    /// Its lines' splice points within [`Prepared::splices`].
+    pub lines: Range<usize>,
 }
 
 /// A validated, pre-rendered push.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
-    /// All families' lines, back to back, in the order of `families`.
+    /// All families' lines without the node labels, back to back, in the order of
+    /// `families`.
     pub text: String,
+    /// Per line, the offset in `text` where the node labels go (see [`splice_lines`]).
+    pub splices: Vec<u32>,
+    /// The node labels, rendered once ([`NodeLabels::render`]).
+    pub node_labels: String,
     /// The families, sorted by name.
     pub families: Vec<PreparedFamily>,
     /// Series in the push.
@@ -121,7 +145,9 @@ pub fn prepare(
     }
     let extra = labels.as_extra();
     let mut out = Prepared {
-        text: String::with_capacity(series * 96),
+        text: String::with_capacity(series * 48),
+        splices: Vec::with_capacity(series),
+        node_labels: labels.render(),
         families: Vec::with_capacity(families.len()),
         series,
         samples: 0,
@@ -133,12 +159,20 @@ pub fn prepare(
     }
     for family in families {
         let start = out.text.len();
+        let first_line = out.splices.len();
         for s in &family.series {
             out.samples += s.value.sample_count();
-            write_series(&mut out.text, &family.name, s, &extra);
+            write_series_unlabelled(&mut out, &family.name, s, &extra);
+        }
+        if u32::try_from(out.text.len()).is_err() {
+            return Err(reject(
+                "too_many_series",
+                format!("snapshot renders to more than {} bytes", u32::MAX),
+            ));
         }
         out.families.push(PreparedFamily {
             range: start..out.text.len(),
+            lines: first_line..out.splices.len(),
             series: family.series.len(),
             name: family.name,
             help: family.help,
@@ -146,6 +180,129 @@ pub fn prepare(
         });
     }
     Ok(out)
+}
+
+/// Appends every sample line of one series without the node labels (`extra`; payload labels
+/// of those names are dropped), recording each line's splice point. Mirrors
+/// [`fleetgate_shared::text::write_series`]: with the labels spliced in, the bytes are the same.
+fn write_series_unlabelled(
+    out: &mut Prepared,
+    name: &str,
+    series: &Series,
+    extra: &[(&str, &str)],
+) {
+    let labels = &series.labels;
+    let mut line = |suffix: &str, special: Option<(&str, f64)>, value: f64| {
+        write_line_unlabelled(out, name, suffix, labels, extra, special, value)
+    };
+    match &series.value {
+        Value::Scalar(v) => line("", None, *v),
+        Value::Histogram(h) => {
+            for b in &h.buckets {
+                line("_bucket", Some(("le", b.le)), b.count);
+            }
+            line("_bucket", Some(("le", f64::INFINITY)), h.count);
+            line("_sum", None, h.sum);
+            line("_count", None, h.count);
+        }
+        Value::Summary(s) => {
+            for q in &s.quantiles {
+                line("", Some(("quantile", q.quantile)), q.value);
+            }
+            line("_sum", None, s.sum);
+            line("_count", None, s.count);
+        }
+    }
+}
+
+/// One line without the node labels. The splice point is where they belong: after the
+/// series' own labels, before `le`/`quantile`. The byte found there tells [`splice_lines`] the
+/// punctuation: `,` or `}` (own labels before it), ` ` (no labels at all), or the first byte
+/// of `le`/`quantile` (written here without its `{`, which the splice supplies).
+fn write_line_unlabelled(
+    out: &mut Prepared,
+    name: &str,
+    suffix: &str,
+    labels: &[Label],
+    extra: &[(&str, &str)],
+    special: Option<(&str, f64)>,
+    value: f64,
+) {
+    let text = &mut out.text;
+    text.push_str(name);
+    text.push_str(suffix);
+    let mut own = false;
+    for l in labels {
+        if extra.iter().any(|(n, _)| *n == l.name) {
+            continue;
+        }
+        text.push(if own { ',' } else { '{' });
+        own = true;
+        text.push_str(&l.name);
+        text.push_str("=\"");
+        write_escaped_label_value(text, &l.value);
+        text.push('"');
+    }
+    // Checked by the caller once the whole push is rendered: the text stays under 4 GiB.
+    out.splices.push(text.len() as u32);
+    if let Some((n, v)) = special {
+        if own {
+            text.push(',');
+        }
+        text.push_str(n);
+        text.push_str("=\"");
+        write_value(text, v);
+        text.push('"');
+    }
+    if own || special.is_some() {
+        text.push('}');
+    }
+    text.push(' ');
+    write_value(text, value);
+    text.push('\n');
+}
+
+/// Appends the lines `text[start..]` whose splice points are `splices` (absolute offsets in
+/// `text`) with `node_labels` put in at each one: the exposition lines as
+/// [`fleetgate_shared::text::write_series`] writes them with the node labels as `extra`.
+pub fn splice_lines(
+    text: &str,
+    mut start: usize,
+    splices: &[u32],
+    node_labels: &str,
+    out: &mut Vec<u8>,
+) {
+    let text = text.as_bytes();
+    let labels = node_labels.as_bytes();
+    for &at in splices {
+        let at = at as usize;
+        let (Some(head), Some(tail)) = (text.get(start..at), text.get(at..)) else {
+            return;
+        };
+        let end = tail
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(tail.len(), |i| i + 1);
+        out.extend_from_slice(head);
+        match tail.first() {
+            Some(b',' | b'}') => {
+                out.push(b',');
+                out.extend_from_slice(labels);
+            }
+            Some(b' ') => {
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                out.push(b'}');
+            }
+            _ => {
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                out.push(b',');
+            }
+        }
+        out.extend_from_slice(&tail[..end]);
+        start = at + end;
+    }
 }
 
 fn check_family<'a>(
@@ -327,6 +484,20 @@ mod tests {
         }
     }
 
+    /// Family `i` of `p` as `/metrics` shows it.
+    fn spliced(p: &Prepared, i: usize) -> String {
+        let f = &p.families[i];
+        let mut out = Vec::new();
+        splice_lines(
+            &p.text,
+            f.range.start,
+            &p.splices[f.lines.clone()],
+            &p.node_labels,
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
     fn err(fams: Vec<Family>, limits: &Limits) -> Rejection {
         prepare(fams, &labels(), limits).unwrap_err()
     }
@@ -340,11 +511,11 @@ mod tests {
         let p = prepare(fams, &labels(), &Limits::default()).unwrap();
         assert_eq!(p.families[0].name, "a");
         assert_eq!(
-            &p.text[p.families[0].range.clone()],
+            spliced(&p, 0),
             "a{instance=\"n1\",node=\"n1\",node_type=\"gpu\"} 1\n"
         );
         assert_eq!(
-            &p.text[p.families[1].range.clone()],
+            spliced(&p, 1),
             "z{cpu=\"0\",instance=\"n1\",node=\"n1\",node_type=\"gpu\"} 1\n"
         );
         assert_eq!((p.series, p.samples), (2, 2));
@@ -400,5 +571,78 @@ mod tests {
         let mut f = gauge("m", vec![vec![]]);
         f.series[0].value = Value::Histogram(Histogram::default());
         assert_eq!(err(vec![f], &l).reason, "value_type");
+    }
+    fn value(kind: u8, x: f64) -> Value {
+        use fleetgate_shared::{Bucket, Quantile, Summary};
+        match kind % 3 {
+            0 => Value::Scalar(x),
+            1 => Value::Histogram(Histogram {
+                buckets: vec![
+                    Bucket {
+                        le: 0.5,
+                        count: 1.0,
+                    },
+                    Bucket { le: 2.0, count: x },
+                ],
+                sum: x * 1.5,
+                count: x + 1.0,
+            }),
+            _ => Value::Summary(Summary {
+                quantiles: vec![Quantile {
+                    quantile: 0.99,
+                    value: x,
+                }],
+                sum: x,
+                count: 3.0,
+            }),
+        }
+    }
+
+    proptest::proptest! {
+        /// Lines stored without the node labels and spliced at render time are byte for byte
+        /// what the shared writer produces with the node labels as `extra`.
+        #[test]
+        fn prop_spliced_lines_equal_the_shared_writer(
+            own in proptest::collection::vec(("[a-z]{1,3}", "\\PC{0,6}"), 0..4),
+            forged_instance in proptest::option::of("\\PC{0,4}"),
+            node in "[a-z0-9.-]{1,8}",
+            enrollment in proptest::option::of("\\PC{0,6}"),
+            kind in 0u8..3,
+            x in -1e9f64..1e9,
+        ) {
+            let mut labels: Vec<Label> = Vec::new();
+            for (n, v) in own {
+                if !labels.iter().any(|l| l.name == n) && !matches!(n.as_str(), "le" | "node") {
+                    labels.push(Label::new(n, v));
+                }
+            }
+            if let Some(v) = forged_instance {
+                labels.push(Label::new("instance", v));
+            }
+            let series = Series { labels, value: value(kind, x) };
+            let enrollment: Vec<(String, String)> =
+                enrollment.into_iter().map(|v| ("node_type".to_string(), v)).collect();
+            let node_labels = NodeLabels::new(
+                "instance",
+                "node",
+                &node,
+                enrollment.iter().map(|(k, v)| (k, v)),
+            );
+            let kind = match &series.value {
+                Value::Scalar(_) => MetricType::Gauge,
+                Value::Histogram(_) => MetricType::Histogram,
+                Value::Summary(_) => MetricType::Summary,
+            };
+            let family = Family { name: "m".into(), help: String::new(), kind, series: vec![series] };
+            let mut expected = String::new();
+            fleetgate_shared::text::write_series(
+                &mut expected,
+                "m",
+                &family.series[0],
+                &node_labels.as_extra(),
+            );
+            let p = prepare(vec![family], &node_labels, &Limits::default()).unwrap();
+            proptest::prop_assert_eq!(spliced(&p, 0), expected);
+        }
     }
 }

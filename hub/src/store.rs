@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetgate_shared::MetricType;
 
-use crate::ingest::Prepared;
+use crate::ingest::{splice_lines, Prepared};
 
 /// One family of a stored snapshot.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct StoredFamily {
     pub series: usize,
     /// Its exposition lines within [`NodeSnapshot::text`].
     pub range: Range<usize>,
+    /// Its lines' splice points within [`NodeSnapshot::splices`].
+    pub lines: Range<usize>,
 }
 
 /// A node's latest accepted push, immutable once stored.
@@ -31,8 +33,12 @@ pub struct StoredFamily {
 pub struct NodeSnapshot {
     /// Node name.
     pub node: Arc<str>,
-    /// Exposition lines of every family, node labels included.
+    /// Exposition lines of every family, without the node labels.
     pub text: Box<str>,
+    /// Per line, where in `text` the node labels go (4 bytes instead of ~50 per line).
+    pub splices: Box<[u32]>,
+    /// The node labels as of this push, rendered once.
+    pub node_labels: Box<str>,
     /// Exposed families sorted by name (quarantined ones left out).
     pub families: Vec<StoredFamily>,
     /// Series exposed.
@@ -49,14 +55,16 @@ impl NodeSnapshot {
         now.saturating_duration_since(self.received) > self.stale_after
     }
 
-    /// The lines of one family.
-    pub fn lines(&self, family: &StoredFamily) -> &str {
-        self.text.get(family.range.clone()).unwrap_or("")
-    }
-
-    /// Appends the exposition lines of one family to `out`.
+    /// Appends the exposition lines of one family, node labels spliced in, to `out`.
     pub fn write_family(&self, family: &StoredFamily, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.lines(family).as_bytes());
+        let splices = self.splices.get(family.lines.clone()).unwrap_or(&[]);
+        splice_lines(
+            &self.text,
+            family.range.start,
+            splices,
+            &self.node_labels,
+            out,
+        );
     }
 }
 
@@ -193,9 +201,19 @@ impl Store {
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let Prepared { text, families, .. } = prepared;
-        let mut inner = self.lock();
-        let inner = &mut *inner;
+        let Prepared {
+            text,
+            families,
+            splices,
+            node_labels,
+            ..
+        } = prepared;
+        // Shrunk before the lock is taken: it may copy.
+        let text = text.into_boxed_str();
+        let splices = splices.into_boxed_slice();
+        let node_labels = node_labels.into_boxed_str();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let slot = inner.slots.entry(node.to_string()).or_default();
         if slot.epoch > epoch || (slot.removed && slot.epoch >= epoch) {
             return Outcome::Revoked;
@@ -238,6 +256,7 @@ impl Store {
                         kind: f.kind,
                         series: f.series,
                         range: f.range,
+                        lines: f.lines,
                     });
                 }
                 None => {
@@ -259,13 +278,16 @@ impl Store {
                         kind: f.kind,
                         series: f.series,
                         range: f.range,
+                        lines: f.lines,
                     });
                 }
             }
         }
         slot.snapshot = Some(Arc::new(NodeSnapshot {
             node: node.into(),
-            text: text.into_boxed_str(),
+            text,
+            splices,
+            node_labels,
             families: stored,
             series,
             received: now,
@@ -276,6 +298,8 @@ impl Store {
         if let Some(q) = quarantined.first() {
             slot.last_rejection = Some(q.message.clone());
         }
+        // The replaced snapshot is freed outside the lock.
+        drop(guard);
         drop(old);
         self.quarantined
             .lock()
@@ -394,7 +418,7 @@ impl Store {
             .collect()
     }
 
-    /// Bytes held by stored snapshots (exposition text plus per-family entries), for the
+    /// Bytes held by stored snapshots (exposition text, splice points, per-family entries), for the
     /// memory estimate of the benchmarks.
     pub fn stored_bytes(&self) -> usize {
         let inner = self.lock();
@@ -404,6 +428,8 @@ impl Store {
             .filter_map(|s| s.snapshot.as_ref())
             .map(|s| {
                 s.text.len()
+                    + s.splices.len() * std::mem::size_of::<u32>()
+                    + s.node_labels.len()
                     + s.families.capacity() * std::mem::size_of::<StoredFamily>()
                     + std::mem::size_of::<NodeSnapshot>()
                     + s.node.len()
