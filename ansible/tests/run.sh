@@ -168,6 +168,8 @@ play() {
   return "$rc"
 }
 recap() { grep -E '^server-local +: ' "$1" || true; }
+# Whole bodies: a pipeline into grep -q would stop reading early, and with pipefail the
+# writer's SIGPIPE would turn a match into a failure.
 metrics() { curl -fsS --max-time 5 "$HUB_URL/metrics"; }
 nodes() { curl -fsS --max-time 5 -H "Authorization: Bearer $ADMIN_TOKEN" "$HUB_URL/nodes"; }
 
@@ -189,12 +191,12 @@ agent_series() {
 }
 found=
 for _ in $(seq 1 30); do
-  if agent_series | grep -q 'rollout="ansible-test"'; then found=1; break; fi
+  if agent_series | grep 'rollout="ansible-test"' >/dev/null; then found=1; break; fi
   sleep 1
 done
 [ -n "$found" ] || { metrics | head -50; fail "/metrics has no series pushed by $NODE"; }
 echo "$(agent_series | wc -l) series from $NODE, e.g.: $(agent_series | head -1)"
-metrics | grep -E "^fleetgate_node_up\{" | grep "node=\"$NODE\"" | grep -Eq ' 1$' \
+metrics | grep -E "^fleetgate_node_up\{" | grep "node=\"$NODE\"" | grep -E ' 1$' >/dev/null \
   || fail "fleetgate_node_up is not 1 for $NODE"
 ok "/metrics carries the series $NODE pushed and fleetgate_node_up 1"
 
@@ -211,7 +213,7 @@ recap "$TMP/stop1.log"
 grep -Eq 'changed=[1-9]' <(recap "$TMP/stop1.log") || fail "stop play must report changes"
 start-stop-daemon --status --pidfile "$TMP/root/run/fleetgate-agent.pid" --name fleetgate-agent \
   && fail "the agent still runs after the stop play"
-if metrics | grep -q "node=\"$NODE\""; then
+if metrics | grep "node=\"$NODE\"" >/dev/null; then
   metrics | grep "node=\"$NODE\"" | head -5
   fail "$NODE's series are still on /metrics"
 fi
@@ -231,13 +233,13 @@ play "$TMP/run3.log" --tags run-agent || { cat "$TMP/run3.log"; fail "run play a
 recap "$TMP/run3.log"
 grep -A1 'Re-admit the node removed by an earlier stop' "$TMP/run3.log" | grep -q '^changed:' \
   || fail "the run after the stop did not re-admit the node"
-metrics | grep -E "^fleetgate_node_up\{" | grep "node=\"$NODE\"" | grep -Eq ' 1$' \
+metrics | grep -E "^fleetgate_node_up\{" | grep "node=\"$NODE\"" | grep -E ' 1$' >/dev/null \
   || fail "$NODE is not up again after the re-run"
 ok "a run after a stop re-admits $NODE and it is up again"
 
 step "stop again, then a further stop changes nothing (alias tag stop-node-registry)"
 play "$TMP/stop2.log" --tags stop-agent || { cat "$TMP/stop2.log"; fail "stop play after re-run"; }
-metrics | grep -q "node=\"$NODE\"" && fail "$NODE's series are still on /metrics after the second stop"
+metrics | grep "node=\"$NODE\"" >/dev/null && fail "$NODE's series are still on /metrics after the second stop"
 play "$TMP/stop3.log" --tags stop-node-registry || { cat "$TMP/stop3.log"; fail "third stop play"; }
 recap "$TMP/stop3.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
   || { cat "$TMP/stop3.log"; fail "a stop of a stopped agent must report changed=0"; }
@@ -269,15 +271,19 @@ EOF
   play "$TMP/crun1.log" --tags run-agent -e "@$TMP/compose-vars.json" \
     || { cat "$TMP/crun1.log"; (cd "$TMP/compose-agent" && docker-compose logs --tail 30) || true; fail "compose run play"; }
   recap "$TMP/crun1.log"
-  metrics | grep -E '^[a-z_]+\{' | grep -v '^fleetgate_node_' | grep "node=\"$CNODE\"" | grep -q 'rollout="ansible-test"' \
-    || fail "/metrics has no series pushed by $CNODE"
+  found=
+  for _ in $(seq 1 30); do
+    if NODE=$CNODE agent_series | grep 'rollout="ansible-test"' >/dev/null; then found=1; break; fi
+    sleep 1
+  done
+  [ -n "$found" ] || fail "/metrics has no series pushed by $CNODE"
   play "$TMP/crun2.log" --tags run-agent -e "@$TMP/compose-vars.json" || { cat "$TMP/crun2.log"; fail "compose re-run"; }
   recap "$TMP/crun2.log" | grep -Eq 'changed=0 +unreachable=0 +failed=0' \
     || { cat "$TMP/crun2.log"; fail "compose mode: second run must report changed=0"; }
   play "$TMP/cstop.log" --tags stop-agent -e "@$TMP/compose-vars.json" || { cat "$TMP/cstop.log"; fail "compose stop play"; }
   recap "$TMP/cstop.log"
   grep -A1 'Deregister the node from the hub' "$TMP/cstop.log" | grep -q '^changed:' || fail "compose stop did not deregister"
-  metrics | grep -q "node=\"$CNODE\"" && fail "$CNODE's series are still on /metrics"
+  metrics | grep "node=\"$CNODE\"" >/dev/null && fail "$CNODE's series are still on /metrics"
   [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT")" ] || fail "compose agent still runs"
   ok "compose mode: up on the hub, second run changed=0, stop deregistered $CNODE and removed the container"
 elif [ "${CI:-false}" = true ]; then
