@@ -10,7 +10,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd)
+          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd file openssl libc6-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
