@@ -1,5 +1,7 @@
 //! `fleetgate-hub`: parse the configuration, bind, and run until ctrl-c or SIGTERM.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use fleetgate_hub::{Args, Config};
@@ -11,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Logs go to stderr, without colour codes when that is a file or a pipe.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::from_args(Args::parse())?;
     let listener = std::net::TcpListener::bind(&config.listen)
