@@ -34,6 +34,9 @@ pub enum WireError {
         /// What is wrong with it.
         msg: String,
     },
+    /// A values push that does not fit the base it is applied to.
+    #[error("values push does not fit its base: {0}")]
+    BaseMismatch(String),
     /// A text body that is not valid UTF-8.
     #[error("text format body is not valid UTF-8")]
     NotUtf8,

@@ -9,6 +9,7 @@ mod error;
 mod model;
 pub mod names;
 pub mod text;
+mod values;
 
 pub use codec::{
     decode, decompress_capped, encode, encode_with_level, ContentEncoding, CONTENT_TYPE, MAGIC,
@@ -17,4 +18,8 @@ pub use codec::{
 pub use error::WireError;
 pub use model::{
     Bucket, Family, Histogram, Label, MetricType, Quantile, Series, Snapshot, Summary, Value,
+};
+pub use values::{
+    decode_values, encode_values, layout_hash, sample_count, sample_values, values_checksum,
+    ValuesHeader, ValuesPush, VALUES_CONTENT_TYPE, VALUES_MAGIC, VALUES_VERSION,
 };

@@ -468,6 +468,12 @@ fn check_metric_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Parses a sample value as [`write_value`] writes it (and as Prometheus spells them):
+/// `write_value` then `parse_value` gives back the same bits for every value but NaN payloads.
+pub fn parse_value(s: &str) -> Option<f64> {
+    parse_float(s)
+}
+
 fn parse_float(s: &str) -> Option<f64> {
     match s {
         "+Inf" | "Inf" => Some(f64::INFINITY),
@@ -715,6 +721,22 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
         #[test]
         fn prop_parse_never_panics(s in "\\PC*") {
             let _ = parse(&s);
+        }
+
+        /// The hub recovers the base of a values push from its rendered text: that must give
+        /// back the very bits that were rendered.
+        #[test]
+        fn prop_written_values_parse_to_the_same_bits(
+            v in prop_oneof![any::<f64>(), (-1i64 << 53..1i64 << 53).prop_map(|i| i as f64)]
+        ) {
+            let mut out = String::new();
+            write_value(&mut out, v);
+            let back = parse_value(&out).unwrap();
+            if v.is_nan() {
+                prop_assert!(back.is_nan());
+            } else {
+                prop_assert_eq!(back.to_bits(), v.to_bits(), "{}", out);
+            }
         }
 
         #[test]
