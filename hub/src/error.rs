@@ -20,6 +20,9 @@ pub enum ApiError {
     /// 404: no such node.
     #[error("{0}")]
     NotFound(String),
+    /// 409: a values push that does not fit the stored snapshot; push in full.
+    #[error("{0}")]
+    Conflict(String),
     /// 413: the body or its decompressed form is over the limit.
     #[error("{0}")]
     TooLarge(String),
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,10 +8,13 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use fleetgate_shared::names::{is_valid_label_name, is_valid_metric_name};
-use fleetgate_shared::text::{describe_series, write_escaped_label_value, write_value};
-use fleetgate_shared::{Family, Label, MetricType, Series, Value};
+use fleetgate_shared::text::{
+    describe_series, parse_value, write_escaped_label_value, write_value,
+};
+use fleetgate_shared::{Family, Label, MetricType, Series, Value, ValuesPush};
 
 use crate::config::Limits;
+use crate::store::NodeSnapshot;
 
 /// Metric-name prefixes the hub writes itself; a node may not push into them.
 pub const RESERVED_PREFIXES: [&str; 2] = ["fleetgate_node_", "fleetgate_hub_"];
@@ -92,6 +95,9 @@ pub struct PreparedFamily {
     pub range: Range<usize>,
     /// Its lines' splice points within [`Prepared::splices`].
     pub lines: Range<usize>,
+    /// Index of its first sample in layout order (the order of the push, see
+    /// [`fleetgate_shared::sample_values`]), which values pushes address.
+    pub first_sample: u32,
 }
 
 /// A validated, pre-rendered push.
@@ -110,12 +116,15 @@ pub struct Prepared {
     pub series: usize,
     /// Sample lines in the push.
     pub samples: usize,
+    /// [`fleetgate_shared::layout_hash`] of the push, set for native snapshots: values pushes
+    /// may follow only those.
+    pub layout: Option<u64>,
 }
 
 /// Validates `families` against `limits` and renders them with `labels` injected (a payload
 /// label of the same name is overwritten). Families are sorted by name.
 pub fn prepare(
-    mut families: Vec<Family>,
+    families: Vec<Family>,
     labels: &NodeLabels,
     limits: &Limits,
 ) -> Result<Prepared, Rejection> {
@@ -134,12 +143,26 @@ pub fn prepare(
             ),
         ));
     }
-    families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // Each family's first sample in push order, kept through the sort by name.
+    let mut next_sample = 0usize;
+    let mut families: Vec<(usize, Family)> = families
+        .into_iter()
+        .map(|f| {
+            let first = next_sample;
+            next_sample += f
+                .series
+                .iter()
+                .map(|s| s.value.sample_count())
+                .sum::<usize>();
+            (first, f)
+        })
+        .collect();
+    families.sort_unstable_by(|a, b| a.1.name.cmp(&b.1.name));
     for pair in families.windows(2) {
-        if pair[0].name == pair[1].name {
+        if pair[0].1.name == pair[1].1.name {
             return Err(reject(
                 "duplicate",
-                format!("family {} appears twice", pair[0].name),
+                format!("family {} appears twice", pair[0].1.name),
             ));
         }
     }
@@ -151,13 +174,14 @@ pub fn prepare(
         families: Vec::with_capacity(families.len()),
         series,
         samples: 0,
+        layout: None,
     };
     let mut seen: HashSet<Vec<&Label>> = HashSet::new();
-    for family in &families {
+    for (_, family) in &families {
         check_family(family, &extra, limits, &mut seen)
             .map_err(|(reason, message)| reject(reason, message))?;
     }
-    for family in families {
+    for (first_sample, family) in families {
         let start = out.text.len();
         let first_line = out.splices.len();
         for s in &family.series {
@@ -177,6 +201,8 @@ pub fn prepare(
             name: family.name,
             help: family.help,
             kind: family.kind,
+            // Below the line count, which the text length check bounds.
+            first_sample: first_sample as u32,
         });
     }
     Ok(out)
@@ -305,6 +331,95 @@ pub fn splice_lines(
     }
 }
 
+/// A stored snapshot's exposition lines with the values of a values push written in.
+#[derive(Debug, Clone)]
+pub struct Revalued {
+    /// The new lines, in the stored text's order.
+    pub text: String,
+    /// Per line, where the node labels go, as [`Prepared::splices`].
+    pub splices: Vec<u32>,
+    /// Per exposed family of the base ([`NodeSnapshot::families`]), its lines in `text`.
+    pub ranges: Vec<Range<usize>>,
+    /// Sample lines written.
+    pub samples: usize,
+}
+
+/// Writes the values of `push` into a copy of `base`'s lines. The base values the deltas apply
+/// to are read back from the stored text, which holds every value in a form that parses to the
+/// same bits. `Err` says why the push does not fit `base` (the sender should push in full).
+pub fn revalue(base: &NodeSnapshot, push: &ValuesPush) -> Result<Revalued, String> {
+    let Some(layout) = &base.layout else {
+        return Err("no base snapshot: the stored push was not a native snapshot".into());
+    };
+    if layout.hash != push.header.layout {
+        return Err("layout differs from the stored snapshot".into());
+    }
+    let lines = base.splices.len();
+    if push.samples != lines || layout.samples as usize != lines {
+        return Err(format!(
+            "layout differs: {} samples pushed, {lines} stored",
+            push.samples
+        ));
+    }
+    let text = &*base.text;
+    let bad_text = || "stored text does not match its layout".to_string();
+    // Each line is `<name and labels> <value>\n`; a value holds no space.
+    let mut spans = Vec::with_capacity(lines);
+    let mut start = 0;
+    for _ in 0..lines {
+        let line = text.get(start..).ok_or_else(bad_text)?;
+        let end = start + line.find('\n').ok_or_else(bad_text)?;
+        let value = start + text[start..end].rfind(' ').ok_or_else(bad_text)? + 1;
+        spans.push((start, value, end));
+        start = end + 1;
+    }
+    if start != text.len() {
+        return Err(bad_text());
+    }
+    let sample_of = layout.sample_of_lines();
+    let mut base_values = vec![0.0; lines];
+    for (&(_, value, end), &i) in spans.iter().zip(&sample_of) {
+        let v = parse_value(&text[value..end]).ok_or_else(bad_text)?;
+        *base_values.get_mut(i as usize).ok_or_else(bad_text)? = v;
+    }
+    let values = push.apply(&base_values).map_err(|e| e.to_string())?;
+
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut starts = Vec::with_capacity(lines + 1);
+    let mut splices = Vec::with_capacity(lines);
+    for ((&(start, value, _), &i), &splice) in spans.iter().zip(&sample_of).zip(&*base.splices) {
+        let new_start = out.len();
+        starts.push(new_start);
+        // Checked below with the whole text: it stays under 4 GiB.
+        splices.push(
+            (splice as usize)
+                .saturating_sub(start)
+                .saturating_add(new_start) as u32,
+        );
+        out.push_str(&text[start..value]);
+        write_value(&mut out, values[i as usize]);
+        out.push('\n');
+    }
+    starts.push(out.len());
+    if u32::try_from(out.len()).is_err() {
+        return Err(format!("snapshot renders to more than {} bytes", u32::MAX));
+    }
+    let ranges = base
+        .families
+        .iter()
+        .map(|f| {
+            let at = |line: usize| starts.get(line).copied().unwrap_or(out.len());
+            at(f.lines.start)..at(f.lines.end)
+        })
+        .collect();
+    Ok(Revalued {
+        text: out,
+        splices,
+        ranges,
+        samples: lines,
+    })
+}
+
 fn check_family<'a>(
     family: &'a Family,
     extra: &[(&str, &str)],
@@ -408,6 +523,9 @@ pub enum BodyFormat {
     Snapshot,
     /// `text/plain`: Prometheus text format 0.0.4.
     Text,
+    /// `application/vnd.fleetgate.values`: new values for the stored snapshot's layout
+    /// ([`decode_values_body`]).
+    Values,
 }
 
 /// A push body turned into families.
@@ -419,6 +537,8 @@ pub struct Decoded {
     pub seq: Option<u64>,
     /// The sender's push interval (snapshots only; zero means not given).
     pub interval: Option<std::time::Duration>,
+    /// [`fleetgate_shared::layout_hash`] of the families (snapshots only).
+    pub layout: Option<u64>,
 }
 
 /// Decompresses (capped at `max_decompressed` bytes) and decodes a push body.
@@ -440,6 +560,7 @@ pub fn decode_body(
         BodyFormat::Snapshot => {
             let s = fleetgate_shared::decode(body, max_decompressed)?;
             Ok(Decoded {
+                layout: Some(fleetgate_shared::layout_hash(&s.families)),
                 families: s.families,
                 seq: Some(s.seq),
                 interval: (s.interval_ms > 0)
@@ -450,8 +571,25 @@ pub fn decode_body(
             families: fleetgate_shared::text::parse_bytes(body)?,
             seq: None,
             interval: None,
+            layout: None,
         }),
+        BodyFormat::Values => Err(fleetgate_shared::WireError::Payload(
+            "a values push carries no families".into(),
+        )),
     }
+}
+
+/// Decompresses (capped at `max_decompressed` bytes) and decodes a values push body.
+pub fn decode_values_body(
+    encoding: fleetgate_shared::ContentEncoding,
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<ValuesPush, fleetgate_shared::WireError> {
+    if encoding == fleetgate_shared::ContentEncoding::Identity {
+        return fleetgate_shared::decode_values(body, max_decompressed);
+    }
+    let plain = fleetgate_shared::decompress_capped(encoding, body, max_decompressed)?;
+    fleetgate_shared::decode_values(&plain, max_decompressed)
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use prometheus::{
 #[derive(Debug, Clone)]
 pub struct HubMetrics {
     registry: Registry,
-    /// Pushes by result (ok, out_of_order, unauthorized, too_large, malformed, invalid, unsupported).
+    /// Pushes by result (ok, out_of_order, conflict, unauthorized, too_large, malformed,
+    /// invalid, unsupported).
     pub pushes: IntCounterVec,
     /// Request body bytes of pushes by result.
     pub push_bytes: IntCounterVec,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetgate_shared::MetricType;
 
-use crate::ingest::{splice_lines, Prepared};
+use crate::ingest::{splice_lines, Prepared, Revalued};
 
 /// One family of a stored snapshot.
 #[derive(Debug, Clone)]
@@ -47,6 +47,60 @@ pub struct NodeSnapshot {
     pub received: Instant,
     /// How long this snapshot stays exposed without a newer push.
     pub stale_after: Duration,
+    /// The layout of the push, when a values push may follow it (native snapshots only).
+    pub layout: Option<Layout>,
+}
+
+/// What a values push must match, and how its samples map to the stored lines. About four
+/// bytes per family at most: nothing per sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// [`fleetgate_shared::layout_hash`] of the full push.
+    pub hash: u64,
+    /// Samples in the push, which are the lines of the text.
+    pub samples: u32,
+    /// For each family of the text with at least one line, in text order, the index of its
+    /// first sample in push order; empty when both orders are the same (a push sorted by name).
+    pub order: Box<[u32]>,
+}
+
+impl Layout {
+    /// The layout of `prepared` with hash `hash`.
+    pub fn new(hash: u64, prepared: &Prepared) -> Self {
+        let order: Vec<u32> = prepared
+            .families
+            .iter()
+            .filter(|f| !f.lines.is_empty())
+            .map(|f| f.first_sample)
+            .collect();
+        let sorted = order.windows(2).all(|w| w[0] < w[1]);
+        Layout {
+            hash,
+            // The text is under 4 GiB, so its line count fits.
+            samples: prepared.splices.len() as u32,
+            order: if sorted {
+                Box::default()
+            } else {
+                order.into_boxed_slice()
+            },
+        }
+    }
+
+    /// For every line of the text, in text order, its sample index in push order.
+    pub fn sample_of_lines(&self) -> Vec<u32> {
+        if self.order.is_empty() {
+            return (0..self.samples).collect();
+        }
+        let mut sorted = self.order.to_vec();
+        sorted.sort_unstable();
+        let mut out = Vec::with_capacity(self.samples as usize);
+        for &first in self.order.iter() {
+            let at = sorted.partition_point(|&s| s <= first);
+            let end = sorted.get(at).copied().unwrap_or(self.samples);
+            out.extend(first..end.max(first));
+        }
+        out
+    }
 }
 
 impl NodeSnapshot {
@@ -93,6 +147,8 @@ pub enum Outcome {
     OutOfOrder,
     /// The identity the push authenticated as was revoked while the push was in flight.
     Revoked,
+    /// A values push that does not fit the stored snapshot; says why.
+    Conflict(String),
 }
 
 /// Per-node bookkeeping that outlives snapshots (staleness evicts the snapshot, not this).
@@ -201,6 +257,7 @@ impl Store {
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        let layout = prepared.layout.map(|hash| Layout::new(hash, &prepared));
         let Prepared {
             text,
             families,
@@ -292,6 +349,7 @@ impl Store {
             series,
             received: now,
             stale_after,
+            layout,
         }));
         slot.last_push = Some(unix_now);
         slot.fresh_until = now.checked_add(stale_after);
@@ -308,6 +366,93 @@ impl Store {
         Outcome::Accepted {
             series,
             quarantined,
+        }
+    }
+
+    /// The snapshot a values push of `node` (enrollment `epoch`) against `base_seq` applies
+    /// to: the exposed one, when its push had that sequence number.
+    pub fn base(
+        &self,
+        node: &str,
+        epoch: u64,
+        base_seq: u64,
+    ) -> Result<Arc<NodeSnapshot>, Outcome> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let Some(slot) = inner.slots.get(node) else {
+            return Err(Outcome::Conflict("no base snapshot".into()));
+        };
+        if slot.epoch > epoch || (slot.removed && slot.epoch >= epoch) {
+            return Err(Outcome::Revoked);
+        }
+        let snapshot = match &slot.snapshot {
+            Some(s) if slot.epoch == epoch && !s.is_stale(now) => s,
+            _ => return Err(Outcome::Conflict("no base snapshot".into())),
+        };
+        match slot.seq {
+            Some(seq) if seq == base_seq => Ok(Arc::clone(snapshot)),
+            Some(seq) => Err(Outcome::Conflict(format!(
+                "base seq {base_seq} is not the stored seq {seq}"
+            ))),
+            None => Err(Outcome::Conflict("no base snapshot".into())),
+        }
+    }
+
+    /// Replaces `node`'s snapshot `base` (from [`Store::base`]) by the same families with the
+    /// lines of `revalued`, as push `seq`. The family index is untouched: the families are the
+    /// same. A conflict when another push replaced `base` meanwhile.
+    pub fn apply_values(
+        &self,
+        node: &str,
+        epoch: u64,
+        seq: u64,
+        base: &Arc<NodeSnapshot>,
+        revalued: Revalued,
+        stale_after: Duration,
+    ) -> Outcome {
+        let now = Instant::now();
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let families = base
+            .families
+            .iter()
+            .zip(revalued.ranges)
+            .map(|(f, range)| StoredFamily { range, ..f.clone() })
+            .collect();
+        let snapshot = Arc::new(NodeSnapshot {
+            node: Arc::clone(&base.node),
+            text: revalued.text.into_boxed_str(),
+            splices: revalued.splices.into_boxed_slice(),
+            node_labels: base.node_labels.clone(),
+            families,
+            series: base.series,
+            received: now,
+            stale_after,
+            layout: base.layout.clone(),
+        });
+        let mut guard = self.lock();
+        let Some(slot) = guard.slots.get_mut(node) else {
+            return Outcome::Conflict("no base snapshot".into());
+        };
+        if slot.epoch > epoch || (slot.removed && slot.epoch >= epoch) {
+            return Outcome::Revoked;
+        }
+        if !slot.snapshot.as_ref().is_some_and(|s| Arc::ptr_eq(s, base)) {
+            return match slot.seq {
+                Some(stored) if stored > seq => Outcome::OutOfOrder,
+                _ => Outcome::Conflict("the stored snapshot changed meanwhile".into()),
+            };
+        }
+        let old = slot.snapshot.replace(snapshot);
+        slot.seq = Some(seq);
+        slot.last_push = Some(unix_now);
+        slot.fresh_until = now.checked_add(stale_after);
+        drop(guard);
+        drop(old);
+        Outcome::Accepted {
+            series: base.series,
+            quarantined: Vec::new(),
         }
     }
 
@@ -431,6 +576,9 @@ impl Store {
                     + s.splices.len() * std::mem::size_of::<u32>()
                     + s.node_labels.len()
                     + s.families.capacity() * std::mem::size_of::<StoredFamily>()
+                    + s.layout
+                        .as_ref()
+                        .map_or(0, |l| l.order.len() * std::mem::size_of::<u32>())
                     + std::mem::size_of::<NodeSnapshot>()
                     + s.node.len()
             })
@@ -541,6 +689,199 @@ mod tests {
         assert!(s.view().family_names.is_empty());
         assert_eq!(push(&s, "a", 2, 10, &[]), Outcome::Revoked);
         assert!(matches!(push(&s, "a", 3, 1, &[]), Outcome::Accepted { .. }));
+    }
+
+    mod values {
+        use super::*;
+        use crate::ingest::revalue;
+        use fleetgate_shared::{
+            encode_values, layout_hash, sample_values, Bucket, Histogram, Label, Quantile, Summary,
+            ValuesHeader,
+        };
+        use proptest::prelude::*;
+
+        /// Families named from `names` (unsorted, so push order and text order differ) with
+        /// kinds by index and values from `x`.
+        fn families(names: &[String], x: &[f64]) -> Vec<Family> {
+            let mut x = x.iter().copied().cycle();
+            let mut next = || x.next().unwrap_or(0.0);
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let (kind, value) = match i % 4 {
+                        0 => (MetricType::Counter, Value::Scalar(next())),
+                        1 => (
+                            MetricType::Histogram,
+                            Value::Histogram(Histogram {
+                                buckets: vec![
+                                    Bucket {
+                                        le: 0.25,
+                                        count: next(),
+                                    },
+                                    Bucket {
+                                        le: 1e3,
+                                        count: next(),
+                                    },
+                                ],
+                                sum: next(),
+                                count: next(),
+                            }),
+                        ),
+                        2 => (
+                            MetricType::Summary,
+                            Value::Summary(Summary {
+                                quantiles: vec![Quantile {
+                                    quantile: 0.99,
+                                    value: next(),
+                                }],
+                                sum: next(),
+                                count: next(),
+                            }),
+                        ),
+                        _ => (MetricType::Gauge, Value::Scalar(next())),
+                    };
+                    let series = (0..i % 3)
+                        .map(|j| Series {
+                            labels: vec![Label::new("j", j.to_string())],
+                            value: value.clone(),
+                        })
+                        .collect();
+                    Family {
+                        name: name.clone(),
+                        help: "h".into(),
+                        kind,
+                        series,
+                    }
+                })
+                .collect()
+        }
+
+        fn prepared(fams: Vec<Family>) -> Prepared {
+            let labels = NodeLabels::new("instance", "node", "a", []);
+            let layout = layout_hash(&fams);
+            let mut p = prepare(fams, &labels, &Limits::default()).unwrap();
+            p.layout = Some(layout);
+            p
+        }
+
+        fn values_push(a: &[Family], b: &[Family], base_seq: u64) -> fleetgate_shared::ValuesPush {
+            let header = ValuesHeader {
+                seq: base_seq + 1,
+                interval_ms: 1000,
+                timestamp_ms: 0,
+                base_seq,
+                layout: layout_hash(b),
+            };
+            let bytes = encode_values(&header, &sample_values(a), &sample_values(b));
+            fleetgate_shared::decode_values(&bytes, 1 << 20).unwrap()
+        }
+
+        fn arb_value() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                any::<f64>(),
+                (0i64..1 << 40).prop_map(|i| i as f64),
+                (0i64..1 << 30).prop_map(|i| i as f64 / 100.0),
+                Just(f64::NAN),
+                Just(-0.0),
+                Just(f64::NEG_INFINITY),
+            ]
+        }
+
+        proptest! {
+            /// Rebuilding the stored lines of A with the values of B gives byte for byte what a
+            /// full push of B renders.
+            #[test]
+            fn prop_revalued_equals_a_full_render(
+                names in prop::collection::btree_set("[a-z]{1,6}", 0..8),
+                shuffle in any::<u64>(),
+                xa in prop::collection::vec(arb_value(), 1..40),
+                xb in prop::collection::vec(arb_value(), 1..40),
+            ) {
+                let mut names: Vec<String> = names.into_iter().collect();
+                let n = names.len().max(1);
+                names.rotate_left((shuffle as usize) % n);
+                let (a, b) = (families(&names, &xa), families(&names, &xb));
+                let store = Store::new();
+                store.apply("a", 1, Some(7), prepared(a.clone()), Duration::from_secs(60));
+                let base = store.base("a", 1, 7).unwrap();
+                let revalued = revalue(&base, &values_push(&a, &b, 7)).unwrap();
+                let full = prepared(b);
+                prop_assert_eq!(&revalued.text, &full.text);
+                prop_assert_eq!(&revalued.splices, &full.splices);
+                let ranges: Vec<_> = full.families.iter().map(|f| f.range.clone()).collect();
+                prop_assert_eq!(&revalued.ranges, &ranges);
+                let out = store.apply_values("a", 1, 8, &base, revalued, Duration::from_secs(60));
+                prop_assert!(matches!(out, Outcome::Accepted { .. }), "{:?}", out);
+                let view = store.view();
+                let stored = &view.nodes[0];
+                let mut shown = Vec::new();
+                for f in &stored.families {
+                    stored.write_family(f, &mut shown);
+                }
+                let mut expected = Vec::new();
+                for f in &full.families {
+                    splice_lines(&full.text, f.range.start, &full.splices[f.lines.clone()], &full.node_labels, &mut expected);
+                }
+                prop_assert_eq!(String::from_utf8(shown).unwrap(), String::from_utf8(expected).unwrap());
+            }
+        }
+
+        #[test]
+        fn conflicts_name_the_reason_and_change_nothing() {
+            let names: Vec<String> = ["b", "a", "c"].iter().map(|s| s.to_string()).collect();
+            let a = families(&names, &[1.0, 2.5]);
+            let b = families(&names, &[3.0, 4.5]);
+            let s = Store::new();
+            let conflict = |r: Result<Arc<NodeSnapshot>, Outcome>| match r {
+                Err(Outcome::Conflict(m)) => m,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(conflict(s.base("a", 1, 7)), "no base snapshot");
+            s.apply(
+                "a",
+                1,
+                Some(7),
+                prepared(a.clone()),
+                Duration::from_secs(60),
+            );
+            assert_eq!(
+                conflict(s.base("a", 1, 6)),
+                "base seq 6 is not the stored seq 7"
+            );
+            let base = s.base("a", 1, 7).unwrap();
+            let mut other = names.clone();
+            other[0] = "d".into();
+            let err = revalue(&base, &values_push(&a, &families(&other, &[3.0]), 7)).unwrap_err();
+            assert!(err.contains("layout differs"), "{err}");
+            // A base other than the stored one fails the checksum.
+            let wrong = families(&names, &[1.0, 2.0]);
+            let err = revalue(&base, &values_push(&wrong, &b, 7)).unwrap_err();
+            assert!(err.contains("checksum"), "{err}");
+            // Replaced meanwhile: the revalued lines of the old base are not stored.
+            let revalued = revalue(&base, &values_push(&a, &b, 7)).unwrap();
+            s.apply(
+                "a",
+                1,
+                Some(9),
+                prepared(a.clone()),
+                Duration::from_secs(60),
+            );
+            assert_eq!(
+                s.apply_values("a", 1, 8, &base, revalued.clone(), Duration::from_secs(60)),
+                Outcome::OutOfOrder
+            );
+            s.remove("a", 1);
+            assert_eq!(s.base("a", 1, 9).unwrap_err(), Outcome::Revoked);
+            s.apply("a", 2, Some(1), prepared(a.clone()), Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(2));
+            assert_eq!(conflict(s.base("a", 2, 1)), "no base snapshot", "stale");
+            // Text pushes have no layout.
+            let labels = NodeLabels::new("instance", "node", "a", []);
+            let p = prepare(a.clone(), &labels, &Limits::default()).unwrap();
+            s.apply("a", 2, None, p, Duration::from_secs(60));
+            assert_eq!(conflict(s.base("a", 2, 1)), "no base snapshot");
+        }
     }
 
     #[test]

@@ -71,11 +71,15 @@ pub async fn push(
     let body_len = bytes.len();
 
     let worker = state.clone();
+    let values_push = format == BodyFormat::Values;
     let outcome = super::blocking(move || {
+        if format == BodyFormat::Values {
+            return apply_values(&worker, &identity, encoding, &bytes);
+        }
         let decoded = ingest::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
             .map_err(|e| ("malformed", ApiError::from(e)))?;
         let labels = worker.node_labels(&identity);
-        let prepared = ingest::prepare(decoded.families, &labels, &limits).map_err(|r| {
+        let mut prepared = ingest::prepare(decoded.families, &labels, &limits).map_err(|r| {
             worker
                 .metrics
                 .rejected_series
@@ -84,6 +88,7 @@ pub async fn push(
             worker.store.note_rejection(&identity.node, &r.message);
             ("invalid", ApiError::Unprocessable(r.message))
         })?;
+        prepared.layout = decoded.layout;
         let samples = prepared.samples;
         let interval = decoded.interval.unwrap_or(crate::config::DEFAULT_INTERVAL);
         let stale_after = worker.config.stale_after_for(interval);
@@ -125,11 +130,14 @@ pub async fn push(
                     .with_label_values(&["type_conflict"])
                     .inc_by(q_series as u64);
             }
-            state
-                .metrics
-                .quarantined_families
-                .with_label_values(&[&node])
-                .set(quarantined.len() as i64);
+            // A values push keeps the families, and so the quarantine, of its base.
+            if !values_push {
+                state
+                    .metrics
+                    .quarantined_families
+                    .with_label_values(&[&node])
+                    .set(quarantined.len() as i64);
+            }
             Ok(Json(PushResponse {
                 result: "ok",
                 series,
@@ -148,7 +156,62 @@ pub async fn push(
             state.metrics.push("unauthorized", body_len);
             Err(ApiError::Unauthorized("unknown or revoked push token"))
         }
+        Outcome::Conflict(message) => {
+            state.metrics.push("conflict", body_len);
+            tracing::debug!(%node, %message, "values push does not fit the stored snapshot");
+            Err(ApiError::Conflict(message))
+        }
     }
+}
+
+/// A values push: the new values written into a copy of the stored snapshot's lines. Every
+/// mismatch with what is stored is a [`Outcome::Conflict`], which tells the agent to push in
+/// full; nothing changes then.
+fn apply_values(
+    state: &AppState,
+    identity: &crate::registry::NodeIdentity,
+    encoding: ContentEncoding,
+    body: &[u8],
+) -> Result<(Outcome, usize), (&'static str, ApiError)> {
+    let limits = state.config.limits;
+    let push = ingest::decode_values_body(encoding, body, limits.max_decompressed_bytes)
+        .map_err(|e| ("malformed", ApiError::from(e)))?;
+    let header = push.header;
+    if header.seq <= header.base_seq {
+        return Err((
+            "malformed",
+            ApiError::BadRequest(format!(
+                "values push seq {} is not after its base seq {}",
+                header.seq, header.base_seq
+            )),
+        ));
+    }
+    let base = match state
+        .store
+        .base(&identity.node, identity.epoch, header.base_seq)
+    {
+        Ok(base) => base,
+        Err(outcome) => return Ok((outcome, 0)),
+    };
+    let revalued = match ingest::revalue(&base, &push) {
+        Ok(r) => r,
+        Err(message) => return Ok((Outcome::Conflict(message), 0)),
+    };
+    let samples = revalued.samples;
+    let interval = match header.interval_ms {
+        0 => crate::config::DEFAULT_INTERVAL,
+        ms => std::time::Duration::from_millis(ms),
+    };
+    let stale_after = state.config.stale_after_for(interval);
+    let outcome = state.store.apply_values(
+        &identity.node,
+        identity.epoch,
+        header.seq,
+        &base,
+        revalued,
+        stale_after,
+    );
+    Ok((outcome, samples))
 }
 
 /// The body format from `Content-Type` and its compression from `Content-Encoding`.
@@ -174,12 +237,14 @@ fn body_kind(headers: &HeaderMap) -> Result<(BodyFormat, ContentEncoding), ApiEr
         .to_ascii_lowercase();
     let format = match mime.as_str() {
         m if m == fleetgate_shared::CONTENT_TYPE => BodyFormat::Snapshot,
+        m if m == fleetgate_shared::VALUES_CONTENT_TYPE => BodyFormat::Values,
         // curl --data-binary sends form-urlencoded unless told otherwise: treat it as text.
         "text/plain" | "" | "application/x-www-form-urlencoded" => BodyFormat::Text,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "unsupported Content-Type {content_type:?} (use {} or text/plain)",
-                fleetgate_shared::CONTENT_TYPE
+                "unsupported Content-Type {content_type:?} (use {}, {} or text/plain)",
+                fleetgate_shared::CONTENT_TYPE,
+                fleetgate_shared::VALUES_CONTENT_TYPE
             )))
         }
     };
