@@ -39,6 +39,10 @@ pub enum HubError {
         /// The hub's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
+    /// 409: a values push that does not fit what the hub holds (no base, another base seq,
+    /// another layout); a full snapshot will.
+    #[error("hub has no matching base for the values push (409): {0}")]
+    Conflict(String),
     /// Any other non-success status; retrying the same body will not help for 4xx.
     #[error("hub answered {status}: {message}")]
     Rejected {
@@ -61,6 +65,7 @@ impl HubError {
         match self {
             HubError::Unauthorized(_) => "unauthorized",
             HubError::RateLimited { .. } => "rate_limited",
+            HubError::Conflict(_) => "conflict",
             HubError::Rejected { status, .. } if *status >= 500 => "server_error",
             HubError::Rejected { .. } => "rejected",
             HubError::Transport(_) => "unreachable",
@@ -134,15 +139,29 @@ impl HubClient {
 
     /// Pushes an already encoded snapshot (see [`fleetgate_shared::encode`]).
     pub async fn push_encoded(&self, token: &str, body: Vec<u8>) -> Result<PushReport, HubError> {
+        self.post_push(token, fleetgate_shared::CONTENT_TYPE, body)
+            .await
+    }
+
+    /// Pushes an encoded values push (see [`fleetgate_shared::encode_values`]);
+    /// [`HubError::Conflict`] when the hub does not hold its base.
+    pub async fn push_values(&self, token: &str, body: Vec<u8>) -> Result<PushReport, HubError> {
+        self.post_push(token, fleetgate_shared::VALUES_CONTENT_TYPE, body)
+            .await
+    }
+
+    async fn post_push(
+        &self,
+        token: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<PushReport, HubError> {
         let body_bytes = body.len();
         let resp = self
             .http
             .post(format!("{}/push", self.base))
             .bearer_auth(token)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                fleetgate_shared::CONTENT_TYPE,
-            )
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
             .send()
             .await
@@ -184,6 +203,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, HubError> {
     let message = message.trim().chars().take(512).collect::<String>();
     Err(match status.as_u16() {
         401 => HubError::Unauthorized(message),
+        409 => HubError::Conflict(message),
         429 => HubError::RateLimited { retry_after },
         code => HubError::Rejected {
             status: code,
