@@ -1,6 +1,6 @@
-//! The NVML to dcgm-exporter mapping on raw readings modelled on real devices (an H100 80GB
-//! HBM3 and two A10Gs): family names, types, label names and order, unit conversions, and
-//! omission of fields a GPU does not support.
+//! The NVML to dcgm-exporter mapping on raw readings recorded from an H100 80GB HBM3 (idle and
+//! busy, by `examples/gpu_readings`) and modelled on two A10Gs: family names, types, label names
+//! and order, unit conversions, and omission of fields a GPU does not support.
 
 use std::collections::BTreeSet;
 
@@ -63,36 +63,45 @@ const LABELS: [&str; 7] = [
     "DCGM_FI_DRIVER_VERSION",
 ];
 
+/// Every family the collector wrote on the H100 the readings were recorded from.
+const H100_FAMILIES: [&str; 28] = [
+    "DCGM_FI_DEV_SM_CLOCK",
+    "DCGM_FI_DEV_MEM_CLOCK",
+    "DCGM_FI_DEV_MEMORY_TEMP",
+    "DCGM_FI_DEV_GPU_TEMP",
+    "DCGM_FI_DEV_POWER_USAGE",
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_MEM_COPY_UTIL",
+    "DCGM_FI_DEV_ENC_UTIL",
+    "DCGM_FI_DEV_DEC_UTIL",
+    "DCGM_FI_DEV_XID_ERRORS",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_RESERVED",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+    "DCGM_FI_PROF_SM_ACTIVE",
+    "DCGM_FI_PROF_SM_OCCUPANCY",
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+    "DCGM_FI_PROF_DRAM_ACTIVE",
+    "DCGM_FI_PROF_PIPE_FP64_ACTIVE",
+    "DCGM_FI_PROF_PIPE_FP32_ACTIVE",
+    "DCGM_FI_PROF_PIPE_FP16_ACTIVE",
+    "DCGM_FI_PROF_PCIE_TX_BYTES",
+    "DCGM_FI_PROF_PCIE_RX_BYTES",
+];
+
 #[test]
 fn h100_readings_map_to_dcgm_names_labels_and_units() {
-    let (out, fixture) = load("h100_80gb_hbm3.json");
+    // Recorded on an H100 while a PyTorch loop ran bf16 matmuls and host<->device copies.
+    let (out, fixture) = load("h100_80gb_hbm3_load.json");
+    let raw = &fixture.gpus[0];
 
-    let expected: BTreeSet<&str> = [
-        "DCGM_FI_DEV_SM_CLOCK",
-        "DCGM_FI_DEV_MEM_CLOCK",
-        "DCGM_FI_DEV_GPU_TEMP",
-        "DCGM_FI_DEV_MEMORY_TEMP",
-        "DCGM_FI_DEV_POWER_USAGE",
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-        "DCGM_FI_DEV_GPU_UTIL",
-        "DCGM_FI_DEV_MEM_COPY_UTIL",
-        "DCGM_FI_DEV_ENC_UTIL",
-        "DCGM_FI_DEV_DEC_UTIL",
-        "DCGM_FI_DEV_XID_ERRORS",
-        "DCGM_FI_DEV_FB_FREE",
-        "DCGM_FI_DEV_FB_USED",
-        "DCGM_FI_DEV_FB_RESERVED",
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-        "DCGM_FI_PROF_PCIE_TX_BYTES",
-        "DCGM_FI_PROF_PCIE_RX_BYTES",
-    ]
-    .into();
-    // GPM readings are absent in the fixture, so the three PROF activity ratios are omitted.
-    assert_eq!(families(&out), expected);
-
+    assert_eq!(families(&out), H100_FAMILIES.into());
     for family in out.families() {
         for series in &family.series {
             let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
@@ -105,39 +114,59 @@ fn h100_readings_map_to_dcgm_names_labels_and_units() {
         values,
         [
             "0",
-            "GPU-5b3c9f2e-8a41-d7c6-0e19-4f2a6b8d1c73",
-            "00000000:18:00.0",
+            raw.uuid.as_str(),
+            raw.pci_bus_id.as_str(),
             "nvidia0",
             "NVIDIA H100 80GB HBM3",
-            &fixture.host.hostname,
-            "550.54.15",
+            fixture.host.hostname.as_str(),
+            fixture.host.driver_version.as_str(),
         ]
     );
 
+    // Units: each family against the raw NVML field it comes from.
+    let get = |family: &str| value(&out, family, "0").expect(family);
+    let some = |v: Option<u32>| f64::from(v.expect("recorded field"));
+    assert_eq!(get("DCGM_FI_DEV_SM_CLOCK"), some(raw.sm_clock_mhz), "MHz");
+    assert_eq!(get("DCGM_FI_DEV_GPU_TEMP"), some(raw.temperature_c), "°C");
+    let mw = some(raw.power_mw);
+    assert_eq!(get("DCGM_FI_DEV_POWER_USAGE"), mw / 1000.0, "W from mW");
+    let energy = raw.total_energy_mj.expect("energy") as f64;
+    assert_eq!(get("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"), energy, "mJ");
+    let used = raw.fb_used_bytes.expect("fb used");
     assert_eq!(
-        value(&out, "DCGM_FI_DEV_SM_CLOCK", "0"),
-        Some(1980.0),
-        "MHz"
+        get("DCGM_FI_DEV_FB_USED"),
+        (used / 1048576) as f64,
+        "whole MiB"
     );
-    assert_eq!(value(&out, "DCGM_FI_DEV_MEM_CLOCK", "0"), Some(2619.0));
-    assert_eq!(value(&out, "DCGM_FI_DEV_GPU_TEMP", "0"), Some(36.0), "°C");
-    assert_eq!(value(&out, "DCGM_FI_DEV_MEMORY_TEMP", "0"), Some(45.0));
+    let pct = |v: Option<f64>| v.expect("GPM field") / 100.0;
     assert_eq!(
-        value(&out, "DCGM_FI_DEV_POWER_USAGE", "0"),
-        Some(312.457),
-        "W from mW"
+        get("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"),
+        pct(raw.gpm_tensor_util_pct),
+        "ratio from GPM percent"
     );
-    let energy = value(&out, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "0");
-    assert_eq!(energy, Some(48_213_577_342.0), "mJ unchanged");
-    assert_eq!(value(&out, "DCGM_FI_DEV_GPU_UTIL", "0"), Some(87.0), "%");
-    assert_eq!(value(&out, "DCGM_FI_DEV_MEM_COPY_UTIL", "0"), Some(41.0));
-    // Whole MiB, floored: 54744825856 B = 52208.5 MiB, 30200315904 B = 28801.27 MiB.
-    assert_eq!(value(&out, "DCGM_FI_DEV_FB_USED", "0"), Some(52208.0));
-    assert_eq!(value(&out, "DCGM_FI_DEV_FB_FREE", "0"), Some(28801.0));
-    assert_eq!(value(&out, "DCGM_FI_DEV_FB_RESERVED", "0"), Some(549.0));
-    assert_eq!(value(&out, "DCGM_FI_DEV_XID_ERRORS", "0"), Some(0.0));
-    let tx = value(&out, "DCGM_FI_PROF_PCIE_TX_BYTES", "0");
-    assert_eq!(tx, Some(18432.0 * 1024.0), "B/s from KB/s");
+    assert_eq!(
+        get("DCGM_FI_PROF_GR_ENGINE_ACTIVE"),
+        pct(raw.gpm_graphics_util_pct)
+    );
+    assert_eq!(
+        get("DCGM_FI_PROF_PCIE_TX_BYTES"),
+        raw.gpm_pcie_tx_mib_per_s.expect("GPM PCIe") * 1048576.0,
+        "B/s from GPM MiB/s"
+    );
+
+    // What a busy H100 shows: clocks up, the tensor pipe and the PCIe copies visible.
+    assert!(get("DCGM_FI_DEV_SM_CLOCK") > 1000.0);
+    assert!(get("DCGM_FI_DEV_POWER_USAGE") > 200.0);
+    for ratio in [
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+    ] {
+        let v = get(ratio);
+        assert!(v > 0.01 && v <= 1.0, "{ratio} = {v}");
+    }
+    assert!(get("DCGM_FI_PROF_PCIE_RX_BYTES") > 1e9, "GB/s of copies");
 
     let kind = |name: &str| {
         out.families()
@@ -153,15 +182,58 @@ fn h100_readings_map_to_dcgm_names_labels_and_units() {
     ] {
         assert_eq!(kind(counter), Some(MetricType::Counter), "{counter}");
     }
-    for gauge in [
-        "DCGM_FI_DEV_GPU_TEMP",
-        "DCGM_FI_DEV_POWER_USAGE",
-        "DCGM_FI_DEV_FB_USED",
-        "DCGM_FI_DEV_XID_ERRORS",
-        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-        "DCGM_FI_PROF_PCIE_RX_BYTES",
+    for name in H100_FAMILIES {
+        if kind(name) != Some(MetricType::Counter) {
+            assert_eq!(kind(name), Some(MetricType::Gauge), "{name}");
+        }
+    }
+}
+
+#[test]
+fn idle_h100_keeps_supported_zeros() {
+    let (out, fixture) = load("h100_80gb_hbm3_idle.json");
+    // The same families as under load: an idle GPU's activity is a real 0, not an absent one.
+    assert_eq!(families(&out), H100_FAMILIES.into());
+    for zero in [
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_PROF_SM_ACTIVE",
     ] {
-        assert_eq!(kind(gauge), Some(MetricType::Gauge), "{gauge}");
+        assert_eq!(value(&out, zero, "0"), Some(0.0), "{zero}");
+    }
+    // GPM gave the PCIe rates, so NVML's 20 ms KB/s counter was not read.
+    assert_eq!(fixture.gpus[0].pcie_tx_kb_per_s, None);
+    assert!(value(&out, "DCGM_FI_PROF_PCIE_TX_BYTES", "0").is_some());
+}
+
+#[test]
+fn mapping_matches_what_the_agent_printed_on_the_h100() {
+    // `fleetgate-agent --once --collectors gpu` on the same machine, a few seconds apart from
+    // the readings: names, types, HELP and label sets must agree; values differ with time.
+    let path = format!(
+        "{}/tests/fixtures/gpu/h100_80gb_hbm3_once.prom",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let printed = fleetgate_shared::text::parse(&std::fs::read_to_string(path).expect("fixture"))
+        .expect("recorded exposition parses");
+    let (out, _) = load("h100_80gb_hbm3_load.json");
+    assert_eq!(printed.len(), out.families().len());
+    for (real, mapped) in printed.iter().zip(out.families()) {
+        assert_eq!(real.name, mapped.name);
+        assert_eq!(real.kind, mapped.kind, "{}", real.name);
+        assert_eq!(real.help, mapped.help, "{}", real.name);
+        let labels = |f: &fleetgate_shared::Family| -> Vec<Vec<(String, String)>> {
+            f.series
+                .iter()
+                .map(|s| {
+                    s.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(labels(real), labels(mapped), "{}", real.name);
     }
 }
 
@@ -176,6 +248,7 @@ fn unsupported_fields_are_omitted_not_zero() {
         "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
         "DCGM_FI_DEV_ROW_REMAP_FAILURE",
         "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "DCGM_FI_PROF_SM_ACTIVE",
         "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
         "DCGM_FI_PROF_DRAM_ACTIVE",
     ] {
@@ -216,7 +289,11 @@ fn unsupported_fields_are_omitted_not_zero() {
 
 #[test]
 fn exposition_of_the_mapping_parses_back_to_the_same_values() {
-    for file in ["h100_80gb_hbm3.json", "a10g_x2.json"] {
+    for file in [
+        "h100_80gb_hbm3_load.json",
+        "h100_80gb_hbm3_idle.json",
+        "a10g_x2.json",
+    ] {
         let (out, _) = load(file);
         let text = fleetgate_shared::text::render(out.families());
         let parsed = fleetgate_shared::text::parse(&text).expect("exposition parses");

@@ -1,9 +1,10 @@
 """A synthetic GPU node for machines without a GPU: enrolls with the hub like an agent
 (labels node_type="gpu") and pushes dcgm-exporter text through the hub's real /push endpoint.
 
-The values are a recording of dcgm-exporter 3.3 on a two-GPU H100 80GB HBM3 (SXM5) server under
-an inference load; counters (energy, PCIe replays) advance at the recorded rates between pushes,
-and the gauges wander slightly so graphs are not flat.
+The values are modelled on a two-GPU H100 80GB HBM3 server under an inference load, in the
+families, HELP texts and labels the agent's GPU collector printed on a real H100
+(agent/tests/fixtures/gpu/h100_80gb_hbm3_once.prom); counters (energy, PCIe replays) advance
+between pushes, and the gauges wander slightly so graphs are not flat.
 """
 
 import math

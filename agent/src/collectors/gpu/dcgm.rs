@@ -59,12 +59,26 @@ pub struct GpuReading {
     pub uncorrectable_remapped_rows: Option<u64>,
     /// Whether a row remapping failed (`NVML_FI_DEV_REMAPPED_FAILURE`), 0 or 1.
     pub row_remap_failure: Option<u64>,
-    /// GPM graphics engine utilisation, percent (Hopper and newer).
+    /// GPM graphics engine utilisation, percent (Hopper and newer; `GRAPHICS_UTIL`).
     pub gpm_graphics_util_pct: Option<f64>,
-    /// GPM tensor pipe utilisation, percent (Hopper and newer).
+    /// GPM share of SMs busy, percent (`SM_UTIL`).
+    pub gpm_sm_util_pct: Option<f64>,
+    /// GPM warps resident against the SMs' maximum, percent (`SM_OCCUPANCY`).
+    pub gpm_sm_occupancy_pct: Option<f64>,
+    /// GPM any-tensor pipe utilisation, percent (`ANY_TENSOR_UTIL`).
     pub gpm_tensor_util_pct: Option<f64>,
-    /// GPM DRAM bandwidth utilisation, percent (Hopper and newer).
+    /// GPM DRAM bandwidth utilisation, percent (`DRAM_BW_UTIL`).
     pub gpm_dram_bw_util_pct: Option<f64>,
+    /// GPM FP64 pipe utilisation, percent (`FP64_UTIL`).
+    pub gpm_fp64_util_pct: Option<f64>,
+    /// GPM FP32 pipe utilisation, percent (`FP32_UTIL`).
+    pub gpm_fp32_util_pct: Option<f64>,
+    /// GPM FP16 pipe utilisation, percent (`FP16_UTIL`).
+    pub gpm_fp16_util_pct: Option<f64>,
+    /// GPM PCIe transmit rate, MiB/s (`PCIE_TX_PER_SEC`); preferred over `pcie_tx_kb_per_s`.
+    pub gpm_pcie_tx_mib_per_s: Option<f64>,
+    /// GPM PCIe receive rate, MiB/s (`PCIE_RX_PER_SEC`); preferred over `pcie_rx_kb_per_s`.
+    pub gpm_pcie_rx_mib_per_s: Option<f64>,
     /// PCIe transmit throughput, KB/s (`nvmlDeviceGetPcieThroughput`, TX).
     pub pcie_tx_kb_per_s: Option<u32>,
     /// PCIe receive throughput, KB/s (`nvmlDeviceGetPcieThroughput`, RX).
@@ -236,6 +250,16 @@ fn write_gpu(w: &mut GpuWriter<'_>, gpu: &GpuReading) {
         ratio(gpu.gpm_graphics_util_pct),
     );
     w.gauge(
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "The ratio of cycles an SM has at least 1 warp assigned.",
+        ratio(gpu.gpm_sm_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "The ratio of number of warps resident on an SM.",
+        ratio(gpu.gpm_sm_occupancy_pct),
+    );
+    w.gauge(
         "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
         "Ratio of cycles the tensor (HMMA) pipe is active.",
         ratio(gpu.gpm_tensor_util_pct),
@@ -245,16 +269,37 @@ fn write_gpu(w: &mut GpuWriter<'_>, gpu: &GpuReading) {
         "Ratio of cycles the device memory interface is active sending or receiving data.",
         ratio(gpu.gpm_dram_bw_util_pct),
     );
-    let bytes_per_s = |kb: Option<u32>| kb.map(|kb| f64::from(kb) * 1024.0);
+    w.gauge(
+        "DCGM_FI_PROF_PIPE_FP64_ACTIVE",
+        "Ratio of cycles the fp64 pipes are active.",
+        ratio(gpu.gpm_fp64_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_PIPE_FP32_ACTIVE",
+        "Ratio of cycles the fp32 pipes are active.",
+        ratio(gpu.gpm_fp32_util_pct),
+    );
+    w.gauge(
+        "DCGM_FI_PROF_PIPE_FP16_ACTIVE",
+        "Ratio of cycles the fp16 pipes are active.",
+        ratio(gpu.gpm_fp16_util_pct),
+    );
+    // GPM measures PCIe over the whole sampling window in MiB/s; without GPM, NVML's
+    // pcie_throughput() samples 20 ms in KB/s. DCGM reports bytes per second.
+    let pcie = |gpm_mib: Option<f64>, kb: Option<u32>| {
+        gpm_mib
+            .map(|m| m * MIB as f64)
+            .or_else(|| kb.map(|kb| f64::from(kb) * 1024.0))
+    };
     w.gauge(
         "DCGM_FI_PROF_PCIE_TX_BYTES",
         "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
-        bytes_per_s(gpu.pcie_tx_kb_per_s),
+        pcie(gpu.gpm_pcie_tx_mib_per_s, gpu.pcie_tx_kb_per_s),
     );
     w.gauge(
         "DCGM_FI_PROF_PCIE_RX_BYTES",
         "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
-        bytes_per_s(gpu.pcie_rx_kb_per_s),
+        pcie(gpu.gpm_pcie_rx_mib_per_s, gpu.pcie_rx_kb_per_s),
     );
 }
 
@@ -277,5 +322,33 @@ mod tests {
         let series = &out.families()[0].series[0];
         assert_eq!(series.value, Value::Scalar(0.425));
         assert_eq!(series.labels[3], Label::new("device", "nvidia3"));
+    }
+
+    #[test]
+    fn pcie_rates_prefer_gpm_mib_and_fall_back_to_the_kb_counter() {
+        let both = GpuReading {
+            gpm_pcie_tx_mib_per_s: Some(1.5),
+            pcie_tx_kb_per_s: Some(999),
+            pcie_rx_kb_per_s: Some(4),
+            ..Default::default()
+        };
+        let mut out = MetricBuffer::new();
+        write_families(&[both], &GpuHost::default(), &mut out);
+        let value = |name: &str| {
+            out.families()
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.series[0].value.clone())
+        };
+        assert_eq!(
+            value("DCGM_FI_PROF_PCIE_TX_BYTES"),
+            Some(Value::Scalar(1.5 * 1048576.0)),
+            "GPM MiB/s wins"
+        );
+        assert_eq!(
+            value("DCGM_FI_PROF_PCIE_RX_BYTES"),
+            Some(Value::Scalar(4096.0)),
+            "KB/s when GPM has no value"
+        );
     }
 }

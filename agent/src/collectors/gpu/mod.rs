@@ -6,24 +6,45 @@ pub mod dcgm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, PcieUtilCounter, TemperatureSensor};
 use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::enums::event::XidError;
+use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::gpm::gpm_metrics_get;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::{
     NVML_FI_DEV_MEMORY_TEMP, NVML_FI_DEV_REMAPPED_COR, NVML_FI_DEV_REMAPPED_FAILURE,
     NVML_FI_DEV_REMAPPED_UNC,
 };
-use nvml_wrapper::{Device, EventSet, Nvml};
+use nvml_wrapper::{Device, EventSet, GpmSample, Nvml};
 
 use self::dcgm::{GpuHost, GpuReading};
 use super::{CollectError, CollectFuture, Collector, MetricBuffer};
 
 /// XID events drained per cycle at most, so a storm of events cannot stall a collection.
 const MAX_EVENTS_PER_CYCLE: usize = 256;
+
+/// Shortest window GPM metrics are computed over. The agent's interval is the usual window;
+/// this only matters for the first collection after start (`--once`), which waits for it.
+const MIN_GPM_WINDOW: Duration = Duration::from_millis(200);
+
+/// The GPM metrics read each cycle, in the order of [`GpmValues`]'s fields.
+const GPM_METRICS: [GpmMetricId; 10] = [
+    GpmMetricId::GraphicsUtil,
+    GpmMetricId::SmUtil,
+    GpmMetricId::SmOccupancy,
+    GpmMetricId::AnyTensorUtil,
+    GpmMetricId::DramBwUtil,
+    GpmMetricId::Fp64Util,
+    GpmMetricId::Fp32Util,
+    GpmMetricId::Fp16Util,
+    GpmMetricId::PcieTxPerSec,
+    GpmMetricId::PcieRxPerSec,
+];
 
 /// Collects dcgm-exporter-compatible metrics for every GPU NVML sees.
 #[derive(Debug)]
@@ -43,6 +64,9 @@ struct Shared {
     host: GpuHost,
     /// XID watching: the event set (if any GPU supports XID events) and the last XID per GPU.
     xid: Mutex<XidWatch>,
+    /// Per GPU index that supports GPM (Hopper and newer): the previous sample and when it was
+    /// taken. Profiling ratios are computed between it and the next one.
+    gpm: Mutex<HashMap<u32, (GpmSample<'static>, Instant)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -87,14 +111,28 @@ impl GpuCollector {
             driver_version: nvml.sys_driver_version().unwrap_or_default(),
         };
         let xid = Mutex::new(watch_xid(nvml, device_count));
+        let gpm = Mutex::new(first_gpm_samples(nvml, device_count));
         Ok(GpuCollector {
             shared: Arc::new(Shared {
                 nvml,
                 device_count,
                 host,
                 xid,
+                gpm,
             }),
         })
+    }
+
+    /// Hostname and driver version, the labels every GPU series carries.
+    pub fn host(&self) -> &GpuHost {
+        &self.shared.host
+    }
+
+    /// Reads every GPU once, in NVML's units: what [`dcgm::write_families`] maps. Blocks (NVML
+    /// calls, and the first call waits for the GPM window); the collector itself runs this on a
+    /// blocking thread. Used to record fixtures from real devices.
+    pub fn read_blocking(&self) -> Result<Vec<GpuReading>, CollectError> {
+        self.shared.read_all()
     }
 
     /// Number of GPUs NVML found at start.
@@ -135,8 +173,14 @@ impl Shared {
                     continue;
                 }
             };
-            let mut reading = read_device(&device, index);
+            let gpm = self.read_gpm(&device, index);
+            // GPM's PCIe rates cover the whole window; NVML's older counter samples 20 ms.
+            let gpm_pcie = gpm.as_ref().is_some_and(|g| g.pcie_tx.is_some());
+            let mut reading = read_device(&device, index, !gpm_pcie);
             reading.last_xid = last_xid.get(&index).copied();
+            if let Some(gpm) = gpm {
+                gpm.apply(&mut reading);
+            }
             readings.push(reading);
         }
         if readings.is_empty() {
@@ -145,6 +189,51 @@ impl Shared {
             ));
         }
         Ok(readings)
+    }
+
+    /// Takes a GPM sample and computes the metrics over the window since the previous one,
+    /// which it replaces. `None` for GPUs without GPM, or when NVML fails (logged at debug).
+    fn read_gpm(&self, device: &Device<'static>, index: u32) -> Option<GpmValues> {
+        let mut samples = self.gpm.lock().ok()?;
+        let (_, taken) = samples.get(&index)?;
+        let age = taken.elapsed();
+        if age < MIN_GPM_WINDOW {
+            std::thread::sleep(MIN_GPM_WINDOW - age);
+        }
+        let sample = match device.gpm_sample() {
+            Ok(sample) => sample,
+            Err(e) => {
+                tracing::debug!(gpu = index, error = %e, "GPM sample failed");
+                return None;
+            }
+        };
+        let now = Instant::now();
+        let (previous, _) = samples.insert(index, (sample, now))?;
+        let (current, _) = samples.get(&index)?;
+        match gpm_metrics_get(self.nvml, &previous, current, &GPM_METRICS) {
+            Ok(results) => {
+                let value = |i: usize| -> Option<f64> {
+                    let v = results.get(i)?.as_ref().ok()?.value;
+                    v.is_finite().then_some(v)
+                };
+                Some(GpmValues {
+                    graphics: value(0),
+                    sm: value(1),
+                    occupancy: value(2),
+                    tensor: value(3),
+                    dram: value(4),
+                    fp64: value(5),
+                    fp32: value(6),
+                    fp16: value(7),
+                    pcie_tx: value(8),
+                    pcie_rx: value(9),
+                })
+            }
+            Err(e) => {
+                tracing::debug!(gpu = index, error = %e, "GPM metrics failed");
+                None
+            }
+        }
     }
 
     /// Takes pending XID events; returns the last XID (0 if none yet) of every watched GPU.
@@ -182,6 +271,61 @@ impl Shared {
     }
 }
 
+/// GPM metrics of one GPU over one window, in NVML's units (percent, MiB/s).
+struct GpmValues {
+    graphics: Option<f64>,
+    sm: Option<f64>,
+    occupancy: Option<f64>,
+    tensor: Option<f64>,
+    dram: Option<f64>,
+    fp64: Option<f64>,
+    fp32: Option<f64>,
+    fp16: Option<f64>,
+    pcie_tx: Option<f64>,
+    pcie_rx: Option<f64>,
+}
+
+impl GpmValues {
+    fn apply(self, reading: &mut GpuReading) {
+        reading.gpm_graphics_util_pct = self.graphics;
+        reading.gpm_sm_util_pct = self.sm;
+        reading.gpm_sm_occupancy_pct = self.occupancy;
+        reading.gpm_tensor_util_pct = self.tensor;
+        reading.gpm_dram_bw_util_pct = self.dram;
+        reading.gpm_fp64_util_pct = self.fp64;
+        reading.gpm_fp32_util_pct = self.fp32;
+        reading.gpm_fp16_util_pct = self.fp16;
+        reading.gpm_pcie_tx_mib_per_s = self.pcie_tx;
+        reading.gpm_pcie_rx_mib_per_s = self.pcie_rx;
+    }
+}
+
+/// Takes a first GPM sample of every GPU that supports GPM, so the first collection has a
+/// window to compute over. GPUs without GPM (before Hopper, or a driver without it) are left
+/// out and never get `DCGM_FI_PROF_*` activity ratios.
+fn first_gpm_samples(
+    nvml: &'static Nvml,
+    device_count: u32,
+) -> HashMap<u32, (GpmSample<'static>, Instant)> {
+    let mut samples = HashMap::new();
+    for index in 0..device_count {
+        let Ok(device) = nvml.device_by_index(index) else {
+            continue;
+        };
+        match device.gpm_support() {
+            Ok(true) => match device.gpm_sample() {
+                Ok(sample) => {
+                    samples.insert(index, (sample, Instant::now()));
+                }
+                Err(e) => tracing::info!(gpu = index, error = %e, "GPM sampling failed"),
+            },
+            Ok(false) => tracing::debug!(gpu = index, "no GPM on this GPU"),
+            Err(e) => tracing::debug!(gpu = index, error = %e, "no GPM on this GPU"),
+        }
+    }
+    samples
+}
+
 /// Registers every GPU that supports it for critical XID events.
 fn watch_xid(nvml: &'static Nvml, device_count: u32) -> XidWatch {
     let mut events: Option<EventSet<'static>> = None;
@@ -217,7 +361,12 @@ fn watch_xid(nvml: &'static Nvml, device_count: u32) -> XidWatch {
 }
 
 /// One GPU's readings; every field NVML does not support stays `None`.
-fn read_device(device: &Device<'_>, index: u32) -> GpuReading {
+fn read_device(device: &Device<'_>, index: u32, pcie_throughput: bool) -> GpuReading {
+    let pcie = |counter| {
+        pcie_throughput
+            .then(|| device.pcie_throughput(counter).ok())
+            .flatten()
+    };
     let utilization = device.utilization_rates().ok();
     let memory = device.memory_info().ok();
     let fields = device
@@ -259,12 +408,19 @@ fn read_device(device: &Device<'_>, index: u32) -> GpuReading {
         correctable_remapped_rows: field(1),
         uncorrectable_remapped_rows: field(2),
         row_remap_failure: field(3),
-        // nvml-wrapper 0.11 does not expose GPM, so DCGM's profiling ratios are omitted.
+        // Filled in by `Shared::read_gpm` on GPUs with GPM.
         gpm_graphics_util_pct: None,
+        gpm_sm_util_pct: None,
+        gpm_sm_occupancy_pct: None,
         gpm_tensor_util_pct: None,
         gpm_dram_bw_util_pct: None,
-        pcie_tx_kb_per_s: device.pcie_throughput(PcieUtilCounter::Send).ok(),
-        pcie_rx_kb_per_s: device.pcie_throughput(PcieUtilCounter::Receive).ok(),
+        gpm_fp64_util_pct: None,
+        gpm_fp32_util_pct: None,
+        gpm_fp16_util_pct: None,
+        gpm_pcie_tx_mib_per_s: None,
+        gpm_pcie_rx_mib_per_s: None,
+        pcie_tx_kb_per_s: pcie(PcieUtilCounter::Send),
+        pcie_rx_kb_per_s: pcie(PcieUtilCounter::Receive),
     }
 }
 
