@@ -33,7 +33,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fleetgate_agent::run(mode, config, shutdown_signal())) {
+    // The signal handlers are installed before anything else runs, so a SIGTERM that arrives
+    // during the first push (or enrollment) is held until the in-flight request is done.
+    let run = async {
+        let shutdown = shutdown_signal();
+        fleetgate_agent::run(mode, config, shutdown).await
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "fleetgate-agent stopped");
@@ -42,21 +48,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Installs the SIGTERM and SIGINT handlers now (inside the runtime) and returns a future that
+/// resolves on the first of them. A signal that arrives while the future is not being polled
+/// is kept and seen at the next poll.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn first(s: std::io::Result<Signal>) {
+        match s {
             Ok(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install a signal handler");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    }
+    let term = first(signal(SignalKind::terminate()));
+    let int = first(signal(SignalKind::interrupt()));
+    async move {
+        tokio::select! {
+            _ = term => {}
+            _ = int => {}
+        }
     }
 }
