@@ -3,7 +3,8 @@
 //! Debian's `prometheus-node-exporter` scraped at the same interval, and reports resident memory,
 //! CPU per collection cycle and bytes per sample on the wire; then again with N running
 //! containers; then, inside this process, each collector's CPU per cycle and the encoded
-//! snapshot size at several zstd levels. Prints Markdown on stdout.
+//! snapshot size at several zstd levels next to the steady-state values push. Prints Markdown
+//! on stdout.
 //!
 //! ```text
 //! cargo build --release -p fleetgate-agent -p fleetgate-hub --example footprint
@@ -385,6 +386,10 @@ struct InProcess {
     /// zstd-3 size with the previous cycle's payload as dictionary: what pushing against a
     /// reference the hub keeps would give at best.
     with_previous_dictionary: usize,
+    /// Size of the values push (`fleetgate_shared::encode_values`) of a cycle collected one
+    /// interval after the measured ones, against the last measured one: what the agent sends
+    /// in steady state. `None` when the layout changed between the two.
+    values_push: Option<usize>,
     /// zstd-3 size without HELP texts.
     without_help: usize,
     /// zstd-3 size without HELP texts and with every value 0: names and labels alone.
@@ -396,7 +401,7 @@ const ENCODE_REPEATS: u32 = 20;
 
 /// Builds the agent's collection for `collectors` as `--once` does, runs one warm-up cycle
 /// (version negotiation, first inspects), then `cycles` measured ones on this thread.
-fn in_process(collectors: &str, cycles: u32) -> anyhow::Result<InProcess> {
+fn in_process(collectors: &str, cycles: u32, interval: Duration) -> anyhow::Result<InProcess> {
     let args = Args::try_parse_from([
         "fleetgate-agent",
         "--once",
@@ -417,6 +422,25 @@ fn in_process(collectors: &str, cycles: u32) -> anyhow::Result<InProcess> {
         families = rt.block_on(collection.collect());
     }
     let cpu_ms_per_cycle = (thread_cpu_ns()? - before) as f64 / 1e6 / f64::from(cycles.max(1));
+    // One more cycle an interval later, as the agent's next push would see it.
+    std::thread::sleep(interval);
+    let next = rt.block_on(collection.collect());
+    let layout = fleetgate_shared::layout_hash(&families);
+    let values_push = (fleetgate_shared::layout_hash(&next) == layout).then(|| {
+        let header = fleetgate_shared::ValuesHeader {
+            seq: 2,
+            interval_ms: interval.as_millis() as u64,
+            timestamp_ms: 0,
+            base_seq: 1,
+            layout,
+        };
+        fleetgate_shared::encode_values(
+            &header,
+            &fleetgate_shared::sample_values(&families),
+            &fleetgate_shared::sample_values(&next),
+        )
+        .len()
+    });
     let snapshot = snapshot_of(families);
     let samples = snapshot
         .families
@@ -461,6 +485,7 @@ fn in_process(collectors: &str, cycles: u32) -> anyhow::Result<InProcess> {
     }
     let structure_only = fleetgate_shared::encode(&stripped).len();
     Ok(InProcess {
+        values_push,
         without_help,
         structure_only,
         collectors: collectors.to_string(),
@@ -556,7 +581,7 @@ fn print_window(title: &str, w: &Window) {
         w.exporter_samples
     );
     println!(
-        "| bytes on the wire per cycle (agent: zstd snapshot; node_exporter: gzip text) | {agent_bytes:.0} | {exporter_bytes:.0} |"
+        "| bytes on the wire per cycle (agent: values pushes, a full snapshot every 20th push and after a layout change; node_exporter: gzip text) | {agent_bytes:.0} | {exporter_bytes:.0} |"
     );
     println!(
         "| bytes per sample on the wire | {:.2} | {:.2} |",
@@ -617,11 +642,11 @@ fn print_in_process(rows: &[InProcess]) {
         );
     }
     println!();
-    println!("Wire-size options not in the format (zstd 3, 5-byte header included):\n");
+    println!("Full snapshot against the values push, and wire-size options not in the format (zstd 3, 5-byte header included):\n");
     println!(
-        "| collectors | today | static dictionary of names + HELP | previous cycle as dictionary |"
+        "| collectors | full snapshot | values push, next cycle one interval later | static dictionary of names + HELP | previous cycle as dictionary |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for r in rows {
         let per = |bytes: usize| {
             format!(
@@ -635,9 +660,11 @@ fn print_in_process(rows: &[InProcess]) {
             .find(|(l, _, _)| *l == 3)
             .map_or(0, |(_, b, _)| *b);
         println!(
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             r.collectors,
             per(full),
+            r.values_push
+                .map_or_else(|| "layout changed".to_string(), per),
             per(r.with_names_dictionary),
             per(r.with_previous_dictionary)
         );
@@ -738,9 +765,10 @@ fn main() -> anyhow::Result<()> {
 /// The in-process measurements, with `containers` (if any) still running.
 fn print_in_process_part(opts: &Opts, containers: Option<Containers>) -> anyhow::Result<()> {
     println!("### In-process: CPU per collection cycle (this thread) and encoded snapshot size\n");
-    let mut rows = vec![in_process("host", opts.cycles)?];
-    rows.push(in_process("containers", opts.cycles)?);
-    rows.push(in_process("host,containers", opts.cycles)?);
+    let interval = Duration::from_millis(opts.interval_ms);
+    let mut rows = vec![in_process("host", opts.cycles, interval)?];
+    rows.push(in_process("containers", opts.cycles, interval)?);
+    rows.push(in_process("host,containers", opts.cycles, interval)?);
     print_in_process(&rows);
     drop(containers);
     Ok(())

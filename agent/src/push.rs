@@ -326,17 +326,26 @@ impl PushLoop {
                 }
                 result => return (result, PushKind::Values),
             }
-        } else if base.is_some_and(|b| b.layout != layout) {
-            tracing::debug!("the snapshot layout changed; pushing the full snapshot");
+        } else if let Some(b) = base.filter(|b| b.layout != layout) {
+            tracing::debug!(
+                samples_before = b.values.len(),
+                samples_now = values.len(),
+                "the snapshot layout changed; pushing the full snapshot"
+            );
         }
         (self.client.push(token, snapshot).await, PushKind::Full)
     }
 
     async fn collect(&mut self) -> Snapshot {
+        let started = Instant::now();
         let families = self.collection.collect().await;
+        // The hub derives staleness from the interval sent. The next push comes an interval
+        // after this one plus the next collection, which on a busy host with many containers
+        // takes seconds: counting it keeps the node (and the base of its values pushes) fresh.
+        let period = self.config.interval + started.elapsed();
         Snapshot {
             seq: 0,
-            interval_ms: self.config.interval.as_millis() as u64,
+            interval_ms: period.as_millis() as u64,
             timestamp_ms: unix_millis() as i64,
             families,
         }
