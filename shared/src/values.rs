@@ -66,9 +66,11 @@ pub struct ValuesPush {
     columns: [usize; 3],
 }
 
-/// A stable 64-bit hash (FNV-1a) of everything in `families` except the values: names, HELP,
-/// types, label pairs, bucket bounds and quantiles. Agent and hub compute it the same way on
-/// every platform and in every process.
+/// A stable 64-bit hash of everything in `families` except the values: names, HELP, types,
+/// label pairs, bucket bounds and quantiles. Agent and hub compute it the same way on every
+/// platform and in every process (no per-process seed). The hub computes it on every native
+/// push, so it takes eight bytes per step (FNV-style multiply, a rotation to mix high bits
+/// down) rather than FNV-1a's one.
 pub fn layout_hash(families: &[Family]) -> u64 {
     let mut h = Fnv::new();
     h.write(b"fleetgate-layout-1");
@@ -394,7 +396,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// 64-bit FNV-1a, with length prefixes so that adjacent strings cannot run together.
+/// A stable 64-bit hash: FNV's offset and prime over little-endian 8-byte words (the last one
+/// zero-padded), with length prefixes so that adjacent strings cannot run together.
 struct Fnv(u64);
 
 impl Fnv {
@@ -402,10 +405,22 @@ impl Fnv {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
 
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.word(u64::from_le_bytes(a));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut a = [0u8; 8];
+            a[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(a));
         }
     }
 
@@ -542,7 +557,7 @@ mod tests {
         // versions would never agree.
         assert_eq!(
             layout_hash(&[]),
-            0xfe0f_949d_3083_e58b,
+            0xb36e_639c_f830_0f50,
             "{:#x}",
             layout_hash(&[])
         );
