@@ -204,7 +204,9 @@ pub fn ingest(
         limits.max_decompressed_bytes,
     )
     .unwrap();
-    let prepared = prepare(decoded.families, labels, limits).unwrap();
+    let mut prepared = prepare(decoded.families, labels, limits).unwrap();
+    // As the push route does: the layout lets values pushes follow.
+    prepared.layout = decoded.layout;
     let samples = prepared.samples;
     store.apply(
         &node_name(node),
