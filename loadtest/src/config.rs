@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// What a simulated agent sends to the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushKind {
+    /// A full snapshot every push.
+    Full,
+    /// Values pushes against the last accepted push, as the agent sends them.
+    Values,
+}
+
 /// Load-test a Fleetgate hub with simulated agents, side by side with Prometheus Pushgateway.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fleetgate-loadtest", version)]
@@ -49,6 +58,11 @@ pub struct Config {
     /// real fleet.
     #[arg(long, default_value_t = 0)]
     pub clients: usize,
+    /// What the simulated agents push to the hub: `full` snapshots every time, or `values`
+    /// pushes between full ones as the agent does (a full snapshot first, every 20th push and
+    /// after a 409).
+    #[arg(long, value_enum, default_value_t = PushKind::Full)]
+    pub push: PushKind,
     /// Hub binary the rig starts (`--listen 127.0.0.1:0 --data-dir <tmp>`).
     #[arg(
         long,

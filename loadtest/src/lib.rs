@@ -69,6 +69,7 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
             saturate_concurrency: config.saturate_concurrency,
             clients: config.clients,
             progress: config.progress,
+            push: config.push,
         };
         let mut cmp = Comparison {
             fleetgate: None,

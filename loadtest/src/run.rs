@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use fleetgate_agent::hub_client::{Enrollment, HubClient};
+use fleetgate_agent::hub_client::{Enrollment, HubClient, HubError};
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::time::sleep_until;
@@ -85,6 +85,21 @@ pub struct Params {
     pub clients: usize,
     /// Seconds between progress lines.
     pub progress: Duration,
+    /// Full snapshots only, or values pushes between them (Fleetgate only).
+    pub push: crate::config::PushKind,
+}
+
+/// A full snapshot at least every this many pushes, as the agent does.
+const FULL_EVERY: u32 = 20;
+
+/// The last push the hub accepted from one simulated node, for its next values push.
+#[derive(Debug)]
+struct Base {
+    seq: u64,
+    layout: u64,
+    values: Vec<f64>,
+    /// Values pushes since the last full snapshot.
+    values_pushes: u32,
 }
 
 /// Node name of simulated node `idx`.
@@ -102,6 +117,8 @@ enum Pusher {
         clients: Vec<HubClient>,
         /// Push token per node; empty when its enrollment failed.
         tokens: Vec<String>,
+        /// Per node, the base of its next values push; `None` when only full snapshots go out.
+        bases: Option<Vec<std::sync::Mutex<Option<Base>>>>,
     },
     Pushgateway {
         clients: Vec<reqwest::Client>,
@@ -116,20 +133,81 @@ impl Pusher {
         let snap = w.snapshot(idx, &name, seq);
         let samples = w.series_per_node();
         match self {
-            Pusher::Fleetgate { clients, tokens } => {
-                // Same encoder and client as the agent: `HubClient::push` is exactly
-                // `push_encoded(encode(snapshot))`; encoding first keeps the rig's CPU time out
-                // of the measured latency.
-                let body = fleetgate_shared::encode(&snap);
-                w.recycle(snap);
+            Pusher::Fleetgate {
+                clients,
+                tokens,
+                bases,
+            } => {
                 let token = &tokens[idx];
                 if token.is_empty() {
+                    w.recycle(snap);
                     log.failed("not_enrolled");
                     return;
                 }
+                let client = &clients[idx % clients.len()];
+                let Some(bases) = bases else {
+                    // Same encoder and client as the agent: `HubClient::push` is exactly
+                    // `push_encoded(encode(snapshot))`; encoding first keeps the rig's CPU time
+                    // out of the measured latency.
+                    let body = fleetgate_shared::encode(&snap);
+                    w.recycle(snap);
+                    let started = Instant::now();
+                    match client.push_encoded(token, body).await {
+                        Ok(r) => log.ok(started.elapsed(), samples, r.body_bytes),
+                        Err(e) => log.failed(e.reason()),
+                    }
+                    return;
+                };
+                // As the agent does: values against the last accepted push while the layout
+                // stays, the full snapshot first, every FULL_EVERY pushes and after a 409.
+                let layout = fleetgate_shared::layout_hash(&snap.families);
+                let values = fleetgate_shared::sample_values(&snap.families);
+                let prior = bases[idx].lock().ok().and_then(|mut b| b.take());
+                let values_body = prior
+                    .as_ref()
+                    .filter(|b| {
+                        b.layout == layout && b.seq < seq && b.values_pushes + 1 < FULL_EVERY
+                    })
+                    .map(|b| {
+                        let header = fleetgate_shared::ValuesHeader {
+                            seq,
+                            interval_ms: snap.interval_ms,
+                            timestamp_ms: snap.timestamp_ms,
+                            base_seq: b.seq,
+                            layout,
+                        };
+                        fleetgate_shared::encode_values(&header, &b.values, &values)
+                    });
+                // Encoded before the clock starts, as in full mode; only the full snapshot
+                // that answers a 409 is encoded inside the measured time, as in the agent.
+                let body = match values_body {
+                    Some(body) => Ok(body),
+                    None => Err(fleetgate_shared::encode(&snap)),
+                };
                 let started = Instant::now();
-                match clients[idx % clients.len()].push_encoded(token, body).await {
-                    Ok(r) => log.ok(started.elapsed(), samples, r.body_bytes),
+                let (result, values_pushes) = match body {
+                    Ok(body) => match client.push_values(token, body).await {
+                        Err(HubError::Conflict(_)) => {
+                            let full = fleetgate_shared::encode(&snap);
+                            (client.push_encoded(token, full).await, 0)
+                        }
+                        other => (other, prior.map_or(0, |b| b.values_pushes + 1)),
+                    },
+                    Err(full) => (client.push_encoded(token, full).await, 0),
+                };
+                w.recycle(snap);
+                match result {
+                    Ok(r) => {
+                        log.ok(started.elapsed(), samples, r.body_bytes);
+                        if let Ok(mut b) = bases[idx].lock() {
+                            *b = Some(Base {
+                                seq,
+                                layout,
+                                values,
+                                values_pushes,
+                            });
+                        }
+                    }
                     Err(e) => log.failed(e.reason()),
                 }
             }
@@ -196,7 +274,16 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
             if enrolled == 0 {
                 bail!("no simulated node could enroll at {url}");
             }
-            Pusher::Fleetgate { clients, tokens }
+            let bases = (params.push == crate::config::PushKind::Values).then(|| {
+                (0..params.nodes)
+                    .map(|_| std::sync::Mutex::new(None))
+                    .collect()
+            });
+            Pusher::Fleetgate {
+                clients,
+                tokens,
+                bases,
+            }
         }
         Target::Pushgateway { url, .. } => {
             let clients = (0..n_clients)

@@ -1,5 +1,8 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
-//! must ingest, and Fleetgate must not fail a single push.
+//! must ingest, and Fleetgate must not fail a single push. Then Fleetgate alone with full
+//! snapshots and with values pushes: the latter must fail nothing and send fewer bytes.
+
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,24 +32,15 @@ fn missing(what: &str) {
     eprintln!("\n!!! {msg} !!!\n");
 }
 
-#[test]
-fn quick_mode_measures_both_systems() {
-    let Some(hub) = hub_binary() else {
-        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
-        return;
-    };
-    if !Path::new(PUSHGATEWAY).is_file() {
-        missing("no /usr/bin/prometheus-pushgateway (Debian package prometheus-pushgateway)");
-        return;
-    }
+/// Runs `fleetgate-loadtest --quick --hub-bin <hub> <extra>` and returns its `--json` figures.
+fn run_quick(hub: &Path, extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("figures.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fleetgate-loadtest"))
         .arg("--quick")
         .arg("--hub-bin")
-        .arg(&hub)
-        .arg("--pushgateway-bin")
-        .arg(PUSHGATEWAY)
+        .arg(hub)
+        .args(extra)
         .arg("--json")
         .arg(&json)
         .stdin(Stdio::null())
@@ -61,16 +55,55 @@ fn quick_mode_measures_both_systems() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("fleetgate-loadtest --quick did not finish within 240 s");
+            panic!("fleetgate-loadtest --quick {extra:?} did not finish within 240 s");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(
         status.success(),
-        "fleetgate-loadtest --quick exited with {status}"
+        "fleetgate-loadtest --quick {extra:?} exited with {status}"
     );
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
 
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+#[test]
+fn values_pushes_fail_nothing_and_send_fewer_bytes() {
+    let Some(hub) = hub_binary() else {
+        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
+        return;
+    };
+    let full = run_quick(&hub, &["--systems", "fleetgate", "--push", "full"]);
+    let values = run_quick(&hub, &["--systems", "fleetgate", "--push", "values"]);
+    let (full, values) = (&full["fleetgate"], &values["fleetgate"]);
+    assert_eq!(values["failed_pushes"].as_u64(), Some(0), "{values}");
+    assert!(values["pushes"].as_u64().unwrap() > 0);
+    let bytes = |f: &serde_json::Value| f["wire_bytes_per_sample"].as_f64().unwrap();
+    // Every node's first push is a full snapshot, the rest carry values only.
+    assert!(
+        bytes(values) < bytes(full) * 0.75,
+        "values pushes: {} B/sample, full snapshots: {} B/sample",
+        bytes(values),
+        bytes(full)
+    );
+    let expected = values["nodes"].as_u64().unwrap() * values["series_per_node"].as_u64().unwrap();
+    assert!(
+        values["scrape_series"].as_u64().unwrap() * 10 >= expected * 9,
+        "scrape had {} samples, expected about {expected}",
+        values["scrape_series"]
+    );
+}
+
+#[test]
+fn quick_mode_measures_both_systems() {
+    let Some(hub) = hub_binary() else {
+        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
+        return;
+    };
+    if !Path::new(PUSHGATEWAY).is_file() {
+        missing("no /usr/bin/prometheus-pushgateway (Debian package prometheus-pushgateway)");
+        return;
+    }
+    let doc = run_quick(&hub, &["--pushgateway-bin", PUSHGATEWAY]);
     for system in ["fleetgate", "pushgateway"] {
         let f = &doc[system];
         assert!(f.is_object(), "{system} missing from {doc}");
