@@ -49,6 +49,16 @@ enum PushKind {
     Values,
 }
 
+impl PushKind {
+    /// The `kind` label of `fleetgate_agent_pushes_total`.
+    fn label(self) -> &'static str {
+        match self {
+            PushKind::Full => "full",
+            PushKind::Values => "values",
+        }
+    }
+}
+
 /// Exponential backoff with jitter between failed attempts.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -238,6 +248,7 @@ impl PushLoop {
             match result {
                 Ok(report) => {
                     self.stats.record_success(took, report.body_bytes);
+                    self.stats.record_accepted(kind.label());
                     if failing {
                         tracing::info!(%hub, "pushes are accepted again");
                     }
@@ -322,6 +333,7 @@ impl PushLoop {
             let body = fleetgate_shared::encode_values(&header, &b.values, values);
             match self.client.push_values(token, body).await {
                 Err(HubError::Conflict(message)) => {
+                    self.stats.record_conflict();
                     tracing::debug!(hub_says = %message, "the hub holds no base for a values push; pushing the full snapshot");
                 }
                 result => return (result, PushKind::Values),

@@ -93,6 +93,21 @@ async fn after_a_full_push_only_values_go_out_and_a_hub_restart_costs_one_409() 
     assert!(sent2 > sent1, "sent bytes stayed at {sent1}");
     assert_eq!(hub_pushes(&fams, "conflict").0, 0.0);
     assert_eq!(failures(&fams, "vals-1"), 0.0);
+    // The agent reports the kinds it sent: one full snapshot, then values pushes only.
+    let pushes = |fams: &[Family], kind: &str| {
+        value(
+            fams,
+            "fleetgate_agent_pushes_total",
+            &[("node", "vals-1"), ("kind", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(pushes(&fams, "full"), 1.0);
+    assert!(
+        pushes(&fams, "values") >= 4.0,
+        "{}",
+        pushes(&fams, "values")
+    );
 
     // Hub restart between two pushes: the base is gone. A restart that happens to overlap a
     // push makes that push fail instead (then the agent pushes in full after its backoff), so
@@ -109,13 +124,26 @@ async fn after_a_full_push_only_values_go_out_and_a_hub_restart_costs_one_409() 
         let fams = ok_pushes_at_least(&hub, 3.0).await;
         let conflicts = hub_pushes(&fams, "conflict").0;
         if conflicts == 1.0 && failures(&fams, "vals-1") == 0.0 {
-            // The agent's own counter came over in a values push after the full one.
+            // The agent's own counters came over in a values push after the full one: it
+            // counted the 409 and the full snapshot that answered it.
             assert!(value(
                 &fams,
                 "fleetgate_agent_sent_bytes_total",
                 &[("node", "vals-1")]
             )
             .is_some());
+            let conflicts = value(
+                &fams,
+                "fleetgate_agent_push_conflicts_total",
+                &[("node", "vals-1")],
+            );
+            // At least this restart's 409 (an earlier try may have added its own).
+            assert!(
+                conflicts.is_some_and(|c| c >= 1.0),
+                "agent counted {conflicts:?} conflicts; log:\n{}",
+                agent.log()
+            );
+            assert!(pushes(&fams, "full") >= 2.0, "{}", pushes(&fams, "full"));
             recovered = true;
             break;
         }

@@ -35,6 +35,10 @@ struct PushCounters {
     failures: BTreeMap<&'static str, u64>,
     /// Request body bytes of successful pushes since start.
     sent_bytes: u64,
+    /// Accepted pushes by kind (`full`, `values`) since start.
+    accepted: BTreeMap<&'static str, u64>,
+    /// Values pushes the hub refused with 409 (each followed by a full snapshot).
+    conflicts: u64,
 }
 
 impl PushStats {
@@ -55,6 +59,16 @@ impl PushStats {
         let mut c = self.lock();
         c.last_duration_seconds = took.as_secs_f64();
         c.sent_bytes += body_bytes as u64;
+    }
+
+    /// Counts an accepted push of `kind` (`full` or `values`).
+    pub fn record_accepted(&self, kind: &'static str) {
+        *self.lock().accepted.entry(kind).or_default() += 1;
+    }
+
+    /// Counts a values push the hub refused with 409 because it did not hold the base.
+    pub fn record_conflict(&self) {
+        self.lock().conflicts += 1;
     }
 
     /// Records a failed push.
@@ -114,6 +128,20 @@ pub fn write(collectors: &[CollectorHealth], push: &PushStats, out: &mut MetricB
                 *n as f64,
             );
         }
+        for kind in ["full", "values"] {
+            out.counter(
+                "fleetgate_agent_pushes_total",
+                "Pushes the hub accepted, by kind: full snapshots, or only the values against the last accepted push.",
+                &[("kind", kind)],
+                p.accepted.get(kind).copied().unwrap_or(0) as f64,
+            );
+        }
+        out.counter(
+            "fleetgate_agent_push_conflicts_total",
+            "Values pushes the hub answered with 409 (it held no matching base); each was followed by a full snapshot.",
+            &[],
+            p.conflicts as f64,
+        );
         out.counter(
             "fleetgate_agent_sent_bytes_total",
             "Request body bytes of successful pushes (compressed snapshots).",
