@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use fleetgate_agent::collectors::gpu::GpuCollector;
-use nvml_wrapper::enums::gpm::GpmMetricId;
+use fleetgate_agent::collectors::gpu::{GpuCollector, GPM_METRICS};
 use nvml_wrapper::gpm::gpm_metrics_get;
 use nvml_wrapper::Nvml;
 
@@ -34,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints each GPM metric's NVML name and unit for GPU 0 (stderr).
+/// Prints the NVML name and unit of each GPM metric the collector reads, for GPU 0 (stderr).
 fn print_gpm_units() -> anyhow::Result<()> {
     let nvml = Nvml::init()?;
     let device = nvml.device_by_index(0)?;
@@ -42,24 +41,13 @@ fn print_gpm_units() -> anyhow::Result<()> {
         eprintln!("GPU 0 has no GPM");
         return Ok(());
     }
-    let ids = [
-        GpmMetricId::GraphicsUtil,
-        GpmMetricId::SmUtil,
-        GpmMetricId::SmOccupancy,
-        GpmMetricId::AnyTensorUtil,
-        GpmMetricId::DramBwUtil,
-        GpmMetricId::Fp64Util,
-        GpmMetricId::Fp32Util,
-        GpmMetricId::Fp16Util,
-        GpmMetricId::PcieTxPerSec,
-        GpmMetricId::PcieRxPerSec,
-    ];
     let first = device.gpm_sample()?;
     std::thread::sleep(Duration::from_millis(200));
     let second = device.gpm_sample()?;
-    for (id, result) in ids
-        .iter()
-        .zip(gpm_metrics_get(&nvml, &first, &second, &ids)?)
+    for (id, result) in
+        GPM_METRICS
+            .iter()
+            .zip(gpm_metrics_get(&nvml, &first, &second, &GPM_METRICS)?)
     {
         match result {
             Ok(r) => eprintln!(

@@ -29,32 +29,48 @@ pub fn encode_with_level(snapshot: &Snapshot, level: i32) -> Vec<u8> {
     // Serializing plain owned data into a Vec cannot fail: postcard errors only on
     // unsupported serde features (none are used) or a full fixed buffer (none here).
     let payload = postcard::to_stdvec(snapshot).unwrap_or_default();
+    frame(MAGIC, VERSION, &payload, level)
+}
+
+/// `magic` · `version` · one zstd frame of `payload`: the framing of every message kind.
+pub(crate) fn frame(magic: [u8; 4], version: u8, payload: &[u8], level: i32) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() / 4 + 16);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.extend_from_slice(&magic);
+    out.push(version);
     // Writing into a Vec is infallible; zstd only fails here on an invalid level, and the
     // level is clamped to zstd's range.
     let level = level.clamp(1, 19);
-    match zstd::stream::copy_encode(payload.as_slice(), &mut out, level) {
+    match zstd::stream::copy_encode(payload, &mut out, level) {
         Ok(()) => out,
         Err(_) => Vec::new(),
     }
 }
 
-/// Decodes an encoded snapshot, refusing to decompress past `max_decompressed` bytes.
-pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Snapshot, WireError> {
-    if body.len() < MAGIC.len() + 1 || body[..MAGIC.len()] != MAGIC {
+/// Checks the `magic` and `version` of a [`frame`] and decompresses its payload, refusing to
+/// go past `max_decompressed` bytes.
+pub(crate) fn unframe(
+    body: &[u8],
+    magic: [u8; 4],
+    version: u8,
+    max_decompressed: usize,
+) -> Result<Vec<u8>, WireError> {
+    if body.len() < magic.len() + 1 || body[..magic.len()] != magic {
         return Err(WireError::BadMagic);
     }
-    let version = body[MAGIC.len()];
-    if version != VERSION {
-        return Err(WireError::UnsupportedVersion(version));
+    let found = body[magic.len()];
+    if found != version {
+        return Err(WireError::UnsupportedVersion(found));
     }
-    let payload = decompress_capped(
+    decompress_capped(
         ContentEncoding::Zstd,
-        &body[MAGIC.len() + 1..],
+        &body[magic.len() + 1..],
         max_decompressed,
-    )?;
+    )
+}
+
+/// Decodes an encoded snapshot, refusing to decompress past `max_decompressed` bytes.
+pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Snapshot, WireError> {
+    let payload = unframe(body, MAGIC, VERSION, max_decompressed)?;
     postcard::from_bytes(&payload).map_err(|e| WireError::Payload(e.to_string()))
 }
 

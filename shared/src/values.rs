@@ -11,7 +11,7 @@
 //! in order: a scalar is one sample; a histogram is each bucket count, the `+Inf` bucket (the
 //! count), the sum and the count; a summary is each quantile, the sum and the count.
 
-use crate::codec::{decompress_capped, ContentEncoding};
+use crate::codec::{frame, unframe};
 use crate::{Family, Value, WireError};
 
 /// First bytes of every encoded values push.
@@ -189,31 +189,13 @@ pub fn encode_values(header: &ValuesHeader, base: &[f64], values: &[f64]) -> Vec
     payload.extend_from_slice(&deltas);
     payload.extend_from_slice(&raw);
 
-    let mut out = Vec::with_capacity(payload.len() / 4 + 16);
-    out.extend_from_slice(&VALUES_MAGIC);
-    out.push(VALUES_VERSION);
-    // Writing into a Vec cannot fail and the level is valid.
-    match zstd::stream::copy_encode(payload.as_slice(), &mut out, LEVEL) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    frame(VALUES_MAGIC, VALUES_VERSION, &payload, LEVEL)
 }
 
 /// Decodes a values push, refusing to decompress past `max_decompressed` bytes. The values
 /// themselves come from [`ValuesPush::apply`] once the receiver has found the base.
 pub fn decode_values(body: &[u8], max_decompressed: usize) -> Result<ValuesPush, WireError> {
-    if body.len() < VALUES_MAGIC.len() + 1 || body[..VALUES_MAGIC.len()] != VALUES_MAGIC {
-        return Err(WireError::BadMagic);
-    }
-    let version = body[VALUES_MAGIC.len()];
-    if version != VALUES_VERSION {
-        return Err(WireError::UnsupportedVersion(version));
-    }
-    let payload = decompress_capped(
-        ContentEncoding::Zstd,
-        &body[VALUES_MAGIC.len() + 1..],
-        max_decompressed,
-    )?;
+    let payload = unframe(body, VALUES_MAGIC, VALUES_VERSION, max_decompressed)?;
     let mut r = Reader {
         bytes: &payload,
         at: 0,

@@ -33,7 +33,7 @@ const MAX_EVENTS_PER_CYCLE: usize = 256;
 const MIN_GPM_WINDOW: Duration = Duration::from_millis(200);
 
 /// The GPM metrics read each cycle, in the order of [`GpmValues`]'s fields.
-const GPM_METRICS: [GpmMetricId; 10] = [
+pub const GPM_METRICS: [GpmMetricId; 10] = [
     GpmMetricId::GraphicsUtil,
     GpmMetricId::SmUtil,
     GpmMetricId::SmOccupancy,
