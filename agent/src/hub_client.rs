@@ -7,6 +7,61 @@ use std::time::Duration;
 use fleetgate_shared::Snapshot;
 use serde::{Deserialize, Serialize};
 
+/// A full snapshot at least every this many pushes, so that HELP texts and anything else
+/// the hub keeps from the last full push never lag far behind.
+pub const FULL_PUSH_EVERY: u32 = 20;
+
+/// What the hub holds of a node's last accepted push: the base of its next values push
+/// ([`HubClient::push_tracked`]).
+#[derive(Debug, Clone)]
+pub struct PushBase {
+    /// Sequence number of the accepted push.
+    seq: u64,
+    /// [`fleetgate_shared::layout_hash`] of its families.
+    layout: u64,
+    /// Its samples in layout order ([`fleetgate_shared::sample_values`]).
+    values: Vec<f64>,
+    /// Values pushes accepted since the last full one.
+    values_pushes: u32,
+}
+
+impl PushBase {
+    /// Samples of the accepted push.
+    pub fn samples(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// Which kind of push went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    /// The whole snapshot.
+    Full,
+    /// Only the values, against a [`PushBase`].
+    Values,
+}
+
+impl PushKind {
+    /// The `kind` label of `fleetgate_agent_pushes_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PushKind::Full => "full",
+            PushKind::Values => "values",
+        }
+    }
+}
+
+/// What [`HubClient::push_tracked`] did.
+#[derive(Debug)]
+pub struct PushOutcome {
+    /// The hub's answer to the last request sent.
+    pub result: Result<PushReport, HubError>,
+    /// Which kind that request was.
+    pub kind: PushKind,
+    /// Whether a values push was answered with 409 first (and the full snapshot followed).
+    pub conflict: bool,
+}
+
 /// What the agent tells the hub about itself when it enrolls.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Enrollment {
@@ -148,6 +203,71 @@ impl HubClient {
     pub async fn push_values(&self, token: &str, body: Vec<u8>) -> Result<PushReport, HubError> {
         self.post_push(token, fleetgate_shared::VALUES_CONTENT_TYPE, body)
             .await
+    }
+
+    /// Pushes `snapshot` the way the agent does: only its values against `base` while `base`
+    /// has the same layout, an older sequence number and fewer than [`FULL_PUSH_EVERY`] - 1
+    /// values pushes behind it; in full otherwise, and at once when the hub answers a values
+    /// push with 409. On success `base` becomes this push; on any failure it is cleared, since
+    /// the hub may or may not have applied the push.
+    pub async fn push_tracked(
+        &self,
+        token: &str,
+        snapshot: &Snapshot,
+        base: &mut Option<PushBase>,
+    ) -> PushOutcome {
+        let layout = fleetgate_shared::layout_hash(&snapshot.families);
+        let values = fleetgate_shared::sample_values(&snapshot.families);
+        let prior = base.take();
+        let usable = prior.as_ref().filter(|b| {
+            b.layout == layout && b.seq < snapshot.seq && b.values_pushes + 1 < FULL_PUSH_EVERY
+        });
+        let mut conflict = false;
+        let mut sent = None;
+        if let Some(b) = usable {
+            let header = fleetgate_shared::ValuesHeader {
+                seq: snapshot.seq,
+                interval_ms: snapshot.interval_ms,
+                timestamp_ms: snapshot.timestamp_ms,
+                base_seq: b.seq,
+                layout,
+            };
+            let body = fleetgate_shared::encode_values(&header, &b.values, &values);
+            match self.push_values(token, body).await {
+                Err(HubError::Conflict(message)) => {
+                    conflict = true;
+                    tracing::debug!(hub_says = %message, "the hub holds no base for a values push; pushing the full snapshot");
+                }
+                result => sent = Some((result, PushKind::Values)),
+            }
+        } else if let Some(b) = prior.as_ref().filter(|b| b.layout != layout) {
+            tracing::debug!(
+                samples_before = b.values.len(),
+                samples_now = values.len(),
+                "the snapshot layout changed; pushing the full snapshot"
+            );
+        }
+        let (result, kind) = match sent {
+            Some(sent) => sent,
+            None => (self.push(token, snapshot).await, PushKind::Full),
+        };
+        if result.is_ok() {
+            let values_pushes = match (kind, &prior) {
+                (PushKind::Values, Some(b)) => b.values_pushes + 1,
+                _ => 0,
+            };
+            *base = Some(PushBase {
+                seq: snapshot.seq,
+                layout,
+                values,
+                values_pushes,
+            });
+        }
+        PushOutcome {
+            result,
+            kind,
+            conflict,
+        }
     }
 
     async fn post_push(

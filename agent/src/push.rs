@@ -8,56 +8,22 @@
 //! (relative to the last accepted ones) as long as the layout stays the same: a few hundred
 //! bytes instead of kilobytes. A `409` (the hub restarted, evicted or never had the base) is
 //! answered with the full snapshot in the same cycle; any other failure forgets the base, since
-//! the hub may or may not have applied the push. Every [`FULL_PUSH_EVERY`]th push is full anyway.
+//! the hub may or may not have applied the push. Every
+//! [`FULL_PUSH_EVERY`](crate::hub_client::FULL_PUSH_EVERY)th push is full anyway.
+//! [`HubClient::push_tracked`] holds that policy, so the load-test rig pushes the same way.
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fleetgate_shared::{Snapshot, ValuesHeader};
+use fleetgate_shared::Snapshot;
 use rand::Rng;
 
 use crate::collection::Collection;
 use crate::collectors::agent_self::PushStats;
 use crate::config::Config;
 use crate::enroll::{Credentials, EnrolledAs, StateDir};
-use crate::hub_client::{Enrollment, HubClient, HubError, PushReport};
+use crate::hub_client::{Enrollment, HubClient, HubError, PushBase, PushOutcome};
 use crate::AgentError;
-
-/// A full snapshot at least every this many pushes, so that HELP texts and anything else
-/// the hub keeps from the last full push never lag far behind.
-pub const FULL_PUSH_EVERY: u32 = 20;
-
-/// What the hub holds of this agent's last accepted push: the base of the next values push.
-#[derive(Debug, Clone)]
-struct Base {
-    /// Sequence number of the accepted push.
-    seq: u64,
-    /// [`fleetgate_shared::layout_hash`] of its families.
-    layout: u64,
-    /// Its samples in layout order ([`fleetgate_shared::sample_values`]).
-    values: Vec<f64>,
-    /// Values pushes accepted since the last full one.
-    values_pushes: u32,
-}
-
-/// Which kind of push went out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PushKind {
-    /// The whole snapshot.
-    Full,
-    /// Only the values, against [`Base`].
-    Values,
-}
-
-impl PushKind {
-    /// The `kind` label of `fleetgate_agent_pushes_total`.
-    fn label(self) -> &'static str {
-        match self {
-            PushKind::Full => "full",
-            PushKind::Values => "values",
-        }
-    }
-}
 
 /// Exponential backoff with jitter between failed attempts.
 #[derive(Debug, Clone)]
@@ -199,7 +165,7 @@ impl PushLoop {
         let mut pending: Option<(Snapshot, Instant)> = None;
         let mut accepted_once = false;
         let mut failing = false;
-        let mut base: Option<Base> = None;
+        let mut base: Option<PushBase> = None;
         loop {
             if sleep_or_shutdown(next, &mut shutdown).await {
                 tracing::info!("shutting down");
@@ -213,37 +179,26 @@ impl PushLoop {
             seq += 1;
             snapshot.seq = seq;
             let started = Instant::now();
-            let layout = fleetgate_shared::layout_hash(&snapshot.families);
-            let values = fleetgate_shared::sample_values(&snapshot.families);
-            // Taken: whatever happens now, the old base is no longer what the hub holds.
-            let prior = base.take();
-            let (result, kind) = self
-                .push(
-                    creds.token.expose(),
-                    &snapshot,
-                    layout,
-                    &values,
-                    prior.as_ref(),
-                )
+            let PushOutcome {
+                result,
+                kind,
+                conflict,
+            } = self
+                .client
+                .push_tracked(creds.token.expose(), &snapshot, &mut base)
                 .await;
             let took = started.elapsed();
+            if conflict {
+                self.stats.record_conflict();
+            }
             if let Ok(report) = &result {
                 tracing::debug!(
                     ?kind,
                     seq,
                     bytes = report.body_bytes,
-                    samples = values.len(),
+                    samples = base.as_ref().map_or(0, PushBase::samples),
                     "push accepted"
                 );
-                base = Some(Base {
-                    seq,
-                    layout,
-                    values,
-                    values_pushes: match (kind, prior) {
-                        (PushKind::Values, Some(b)) => b.values_pushes + 1,
-                        _ => 0,
-                    },
-                });
             }
             match result {
                 Ok(report) => {
@@ -308,44 +263,6 @@ impl PushLoop {
                 }
             }
         }
-    }
-
-    /// Pushes `snapshot` (whose layout hash and samples are `layout` and `values`): only the
-    /// values when `base` has the same layout and the last full push is recent enough, else
-    /// (and at once when the hub answers 409 to the values) in full.
-    async fn push(
-        &self,
-        token: &str,
-        snapshot: &Snapshot,
-        layout: u64,
-        values: &[f64],
-        base: Option<&Base>,
-    ) -> (Result<PushReport, HubError>, PushKind) {
-        let usable = base.filter(|b| b.layout == layout && b.values_pushes + 1 < FULL_PUSH_EVERY);
-        if let Some(b) = usable {
-            let header = ValuesHeader {
-                seq: snapshot.seq,
-                interval_ms: snapshot.interval_ms,
-                timestamp_ms: snapshot.timestamp_ms,
-                base_seq: b.seq,
-                layout,
-            };
-            let body = fleetgate_shared::encode_values(&header, &b.values, values);
-            match self.client.push_values(token, body).await {
-                Err(HubError::Conflict(message)) => {
-                    self.stats.record_conflict();
-                    tracing::debug!(hub_says = %message, "the hub holds no base for a values push; pushing the full snapshot");
-                }
-                result => return (result, PushKind::Values),
-            }
-        } else if let Some(b) = base.filter(|b| b.layout != layout) {
-            tracing::debug!(
-                samples_before = b.values.len(),
-                samples_now = values.len(),
-                "the snapshot layout changed; pushing the full snapshot"
-            );
-        }
-        (self.client.push(token, snapshot).await, PushKind::Full)
     }
 
     async fn collect(&mut self) -> Snapshot {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use fleetgate_agent::hub_client::{Enrollment, HubClient, HubError};
+use fleetgate_agent::hub_client::{Enrollment, HubClient, PushBase};
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::time::sleep_until;
@@ -89,19 +89,6 @@ pub struct Params {
     pub push: crate::config::PushKind,
 }
 
-/// A full snapshot at least every this many pushes, as the agent does.
-const FULL_EVERY: u32 = 20;
-
-/// The last push the hub accepted from one simulated node, for its next values push.
-#[derive(Debug)]
-struct Base {
-    seq: u64,
-    layout: u64,
-    values: Vec<f64>,
-    /// Values pushes since the last full snapshot.
-    values_pushes: u32,
-}
-
 /// Node name of simulated node `idx`.
 pub fn node_name(idx: usize) -> String {
     format!("lt-{idx:05}")
@@ -118,7 +105,7 @@ enum Pusher {
         /// Push token per node; empty when its enrollment failed.
         tokens: Vec<String>,
         /// Per node, the base of its next values push; `None` when only full snapshots go out.
-        bases: Option<Vec<std::sync::Mutex<Option<Base>>>>,
+        bases: Option<Vec<std::sync::Mutex<Option<PushBase>>>>,
     },
     Pushgateway {
         clients: Vec<reqwest::Client>,
@@ -158,56 +145,19 @@ impl Pusher {
                     }
                     return;
                 };
-                // As the agent does: values against the last accepted push while the layout
-                // stays, the full snapshot first, every FULL_EVERY pushes and after a 409.
-                let layout = fleetgate_shared::layout_hash(&snap.families);
-                let values = fleetgate_shared::sample_values(&snap.families);
-                let prior = bases[idx].lock().ok().and_then(|mut b| b.take());
-                let values_body = prior
-                    .as_ref()
-                    .filter(|b| {
-                        b.layout == layout && b.seq < seq && b.values_pushes + 1 < FULL_EVERY
-                    })
-                    .map(|b| {
-                        let header = fleetgate_shared::ValuesHeader {
-                            seq,
-                            interval_ms: snap.interval_ms,
-                            timestamp_ms: snap.timestamp_ms,
-                            base_seq: b.seq,
-                            layout,
-                        };
-                        fleetgate_shared::encode_values(&header, &b.values, &values)
-                    });
-                // Encoded before the clock starts, as in full mode; only the full snapshot
-                // that answers a 409 is encoded inside the measured time, as in the agent.
-                let body = match values_body {
-                    Some(body) => Ok(body),
-                    None => Err(fleetgate_shared::encode(&snap)),
-                };
+                // As the agent does (`HubClient::push_tracked`): values against the last
+                // accepted push while the layout stays, the full snapshot first, every 20th push
+                // and after a 409. Encoding is inside the measured time here, as in the agent.
+                let mut base = bases[idx].lock().ok().and_then(|mut b| b.take());
                 let started = Instant::now();
-                let (result, values_pushes) = match body {
-                    Ok(body) => match client.push_values(token, body).await {
-                        Err(HubError::Conflict(_)) => {
-                            let full = fleetgate_shared::encode(&snap);
-                            (client.push_encoded(token, full).await, 0)
-                        }
-                        other => (other, prior.map_or(0, |b| b.values_pushes + 1)),
-                    },
-                    Err(full) => (client.push_encoded(token, full).await, 0),
-                };
+                let outcome = client.push_tracked(token, &snap, &mut base).await;
+                let took = started.elapsed();
                 w.recycle(snap);
-                match result {
-                    Ok(r) => {
-                        log.ok(started.elapsed(), samples, r.body_bytes);
-                        if let Ok(mut b) = bases[idx].lock() {
-                            *b = Some(Base {
-                                seq,
-                                layout,
-                                values,
-                                values_pushes,
-                            });
-                        }
-                    }
+                if let Ok(mut b) = bases[idx].lock() {
+                    *b = base;
+                }
+                match outcome.result {
+                    Ok(r) => log.ok(took, samples, r.body_bytes),
                     Err(e) => log.failed(e.reason()),
                 }
             }
