@@ -78,8 +78,8 @@ impl IntoResponse for ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] fleetgate_daemon::ConfigError),
     /// The data directory, the registry or a token file could not be read or written.
     #[error("{what}: {source}")]
     Io {

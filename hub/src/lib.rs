@@ -238,7 +238,7 @@ pub async fn run(
                 .http_builder()
                 .http1()
                 .max_buf_size(MAX_CONNECTION_BUFFER);
-            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
                 .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
             tracing::info!(%addr, "fleetgate-hub listening (http)");
             server
@@ -259,7 +259,7 @@ pub async fn run(
                 .http_builder()
                 .http1()
                 .max_buf_size(MAX_CONNECTION_BUFFER);
-            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
                 .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
             tracing::info!(%addr, "fleetgate-hub listening (https)");
             server

@@ -3,7 +3,7 @@
 //! write (temp file, fsync, rename, fsync of the directory) before any change is acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -243,7 +243,7 @@ impl Registry {
             nodes: next.nodes.values().map(|id| (**id).clone()).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
-        write_atomic(&self.path, &bytes, 0o600)?;
+        fleetgate_daemon::write_atomic(&self.path, &bytes, 0o600)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
     }
@@ -270,38 +270,6 @@ fn decode_digest(hex_digest: &str) -> Option<TokenHash> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut out).ok()?;
     Some(out)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
-/// temp file in the same directory, fsync, rename over `path`, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        tokens::generate().get(..8).unwrap_or("0")
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

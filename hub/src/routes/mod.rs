@@ -77,7 +77,9 @@ mod tests {
     async fn enroll_push_and_scrape_without_a_socket() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = crate::Config::with_data_dir(dir.path());
-        config.enroll_token = crate::config::TokenSource::Value("enroll-token-0123456789".into());
+        config.enroll_token = crate::config::TokenSource::Given(fleetgate_daemon::Secret::new(
+            "enroll-token-0123456789",
+        ));
         let app = router(AppState::open(config).unwrap());
 
         let (status, body) =
@@ -120,7 +122,9 @@ mod tests {
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
         let mut config = crate::Config::with_data_dir(dir.path());
-        config.enroll_token = crate::config::TokenSource::Value("enroll-token-0123456789".into());
+        config.enroll_token = crate::config::TokenSource::Given(fleetgate_daemon::Secret::new(
+            "enroll-token-0123456789",
+        ));
         let state = AppState::open(config).unwrap();
         let app = router(state.clone());
         for n in 0..3 {
