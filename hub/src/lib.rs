@@ -5,14 +5,17 @@
 //! so tests drive the hub through [`router`] or a real listener.
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod exposition;
-pub mod ingest;
+pub mod labels;
 pub mod metrics;
+pub mod prepare;
 pub mod registry;
 pub mod routes;
 pub mod store;
 pub mod tokens;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,9 +88,9 @@ impl AppState {
 
 impl AppState {
     /// The labels the hub puts on every series of `id`'s node.
-    pub fn node_labels(&self, id: &registry::NodeIdentity) -> ingest::NodeLabels {
+    pub fn node_labels(&self, id: &registry::NodeIdentity) -> labels::NodeLabels {
         let c = &self.config;
-        ingest::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
+        labels::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
     /// Takes what one `/metrics` response shows (the store's view, each node's state) in a

@@ -8,8 +8,9 @@ use axum::Json;
 use fleetgate_shared::ContentEncoding;
 use serde::Serialize;
 
+use crate::decode::{self, BodyFormat};
 use crate::error::ApiError;
-use crate::ingest::{self, BodyFormat};
+use crate::prepare;
 use crate::store::Outcome;
 use crate::AppState;
 
@@ -76,10 +77,10 @@ pub async fn push(
         if format == BodyFormat::Values {
             return apply_values(&worker, &identity, encoding, &bytes);
         }
-        let decoded = ingest::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
+        let decoded = decode::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
             .map_err(|e| ("malformed", ApiError::from(e)))?;
         let labels = worker.node_labels(&identity);
-        let mut prepared = ingest::prepare(decoded.families, &labels, &limits).map_err(|r| {
+        let mut prepared = prepare::prepare(decoded.families, &labels, &limits).map_err(|r| {
             worker
                 .metrics
                 .rejected_series
@@ -174,7 +175,7 @@ fn apply_values(
     body: &[u8],
 ) -> Result<(Outcome, usize), (&'static str, ApiError)> {
     let limits = state.config.limits;
-    let push = ingest::decode_values_body(encoding, body, limits.max_decompressed_bytes)
+    let push = decode::decode_values_body(encoding, body, limits.max_decompressed_bytes)
         .map_err(|e| ("malformed", ApiError::from(e)))?;
     let header = push.header;
     if header.seq <= header.base_seq {
@@ -193,7 +194,7 @@ fn apply_values(
         Ok(base) => base,
         Err(outcome) => return Ok((outcome, 0)),
     };
-    let revalued = match ingest::revalue(&base, &push) {
+    let revalued = match prepare::revalue(base.base(), &push) {
         Ok(r) => r,
         Err(message) => return Ok((Outcome::Conflict(message), 0)),
     };
