@@ -5,9 +5,11 @@
 
 use fleetgate_shared::text::{write_help_type, write_series};
 use fleetgate_shared::{MetricType, Series, Value};
+use memchr::memchr;
 
 use crate::labels::NodeLabels;
-use crate::store::{NodeSnapshot, StoredFamily, View};
+use crate::prepare::SPLICE;
+use crate::store::{NodeSnapshot, View};
 
 /// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
 /// vanishes, small enough that a scrape holds a few MiB at most.
@@ -28,7 +30,7 @@ pub struct NodeLine {
 
 /// Writes the exposition of one consistent [`View`] piece by piece.
 ///
-/// Each node's families are sorted by name and `view.family_names` is a sorted superset of
+/// Each node's families are sorted by name and `view.families` is a sorted superset of
 /// them, so one pass with a cursor per node emits every family exactly once; the cost is
 /// copying the stored bytes plus one name comparison per (family name, node). The position
 /// (family, node) is kept between calls, so a caller can drain the output in chunks.
@@ -38,7 +40,7 @@ pub struct ExpositionWriter<'a> {
     view: &'a View,
     /// The synthetic per-node series, written after the families.
     nodes: &'a [NodeLine],
-    /// Index into `view.family_names` of the family being written.
+    /// Index into `view.families` of the family being written.
     family: usize,
     /// Index into `view.nodes` of the next node to write within that family.
     node: usize,
@@ -72,30 +74,31 @@ impl<'a> ExpositionWriter<'a> {
     /// Returns `false` once the whole exposition has been written.
     pub fn fill(&mut self, out: &mut Vec<u8>, target: usize) -> bool {
         let view = self.view;
-        while self.family < view.family_names.len() {
-            let name = &view.family_names[self.family];
-            while self.node < view.nodes.len() {
+        while let Some(family) = view.families.get(self.family) {
+            let name = family.name.as_bytes();
+            while let Some(node) = view.nodes.get(self.node) {
                 if out.len() >= target {
                     return true;
                 }
-                let node = &view.nodes[self.node];
-                let cursor = &mut self.cursors[self.node];
+                let Some(cursor) = self.cursors.get_mut(self.node) else {
+                    break;
+                };
                 self.node += 1;
-                let families = &node.families;
+                let families = node.layout.families();
                 // Defensive: skip anything not in the name list rather than stall the cursor.
-                while *cursor < families.len() && *families[*cursor].name < **name {
+                while families.get(*cursor).is_some_and(|f| f.name() < name) {
                     *cursor += 1;
                 }
-                let Some(f) = families.get(*cursor).filter(|f| *f.name == **name) else {
+                if families.get(*cursor).is_none_or(|f| f.name() != name) {
                     continue;
-                };
+                }
                 if !self.header_written {
                     self.head.clear();
-                    write_help_type(&mut self.head, name, &f.help, f.kind);
+                    write_help_type(&mut self.head, &family.name, &family.help, family.kind);
                     out.extend_from_slice(self.head.as_bytes());
                     self.header_written = true;
                 }
-                write_family(node, f, out);
+                write_family(node, *cursor, out);
                 *cursor += 1;
             }
             self.family += 1;
@@ -110,58 +113,57 @@ impl<'a> ExpositionWriter<'a> {
     }
 }
 
-/// Appends the exposition lines of one family of `snapshot`, node labels spliced in, to `out`.
-pub fn write_family(snapshot: &NodeSnapshot, family: &StoredFamily, out: &mut Vec<u8>) {
-    let splices = snapshot.splices.get(family.lines.clone()).unwrap_or(&[]);
+/// Appends the exposition lines of exposed family `i` of `snapshot`, node labels spliced in,
+/// to `out`.
+pub fn write_family(snapshot: &NodeSnapshot, i: usize, out: &mut Vec<u8>) {
+    let Some(block) = snapshot.layout.families().get(i) else {
+        return;
+    };
     splice_lines(
-        &snapshot.text,
-        family.range.start,
-        splices,
-        &snapshot.node_labels,
+        block.text(),
+        snapshot.values_from(i),
+        snapshot.layout.node_labels.as_bytes(),
         out,
     );
 }
 
-/// Appends the lines `text[start..]` whose splice points are `splices` (absolute offsets in
-/// `text`) with `node_labels` put in at each one: the exposition lines as
-/// [`fleetgate_shared::text::write_series`] writes them with the node labels as `extra`.
-pub fn splice_lines(
-    text: &str,
-    mut start: usize,
-    splices: &[u32],
-    node_labels: &str,
-    out: &mut Vec<u8>,
-) {
-    let text = text.as_bytes();
-    let labels = node_labels.as_bytes();
-    for &at in splices {
-        let at = at as usize;
-        let (Some(head), Some(tail)) = (text.get(start..at), text.get(at..)) else {
+/// Appends every line of the skeleton `text` (see [`crate::prepare::Prepared::text`]) with
+/// `node_labels` put in at its [`SPLICE`] byte and the next value of `values` (each ending
+/// in `\n`) after it: the exposition lines as [`fleetgate_shared::text::write_series`] writes
+/// them with the node labels as `extra`.
+pub fn splice_lines(mut text: &[u8], mut values: &[u8], node_labels: &[u8], out: &mut Vec<u8>) {
+    while let Some(at) = memchr(SPLICE, text) {
+        let (Some(head), Some(tail)) = (text.get(..at), text.get(at + 1..)) else {
             return;
         };
-        let end = tail
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(tail.len(), |i| i + 1);
+        let Some(end) = memchr(b'\n', tail) else {
+            return;
+        };
+        let Some(value_end) = memchr(b'\n', values) else {
+            return;
+        };
         out.extend_from_slice(head);
         match tail.first() {
             Some(b',' | b'}') => {
                 out.push(b',');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
             }
-            Some(b' ') => {
+            Some(b'\n') => {
                 out.push(b'{');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
                 out.push(b'}');
             }
             _ => {
                 out.push(b'{');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
                 out.push(b',');
             }
         }
         out.extend_from_slice(&tail[..end]);
-        start = at + end;
+        out.push(b' ');
+        out.extend_from_slice(&values[..=value_end]);
+        text = &tail[end + 1..];
+        values = &values[value_end + 1..];
     }
 }
 
@@ -308,10 +310,9 @@ mod tests {
         let f = &p.families[i];
         let mut out = Vec::new();
         splice_lines(
-            &p.text,
-            f.range.start,
-            &p.splices[f.lines.clone()],
-            &p.node_labels,
+            &p.text[f.text.clone()],
+            &p.values.as_bytes()[f.values.clone()],
+            p.node_labels.as_bytes(),
             &mut out,
         );
         String::from_utf8(out).unwrap()
@@ -407,6 +408,106 @@ mod tests {
             );
             let p = prepare(vec![family], &node_labels, &Limits::default()).unwrap();
             proptest::prop_assert_eq!(spliced(&p, 0), expected);
+        }
+    }
+
+    mod whole {
+        use super::*;
+        use crate::prepare::revalue;
+        use crate::shard::{shard_of, Shard};
+        use crate::store::Outcome;
+        use crate::test_support::{arb_value, families, prepared, values_push};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn render(view: &View) -> String {
+            let mut out = Vec::new();
+            render_exposition(view, &[], &mut out);
+            String::from_utf8(out).unwrap()
+        }
+
+        /// The sample lines of an exposition (HELP/TYPE left out).
+        fn samples(text: &str) -> Vec<&str> {
+            text.lines().filter(|l| !l.starts_with('#')).collect()
+        }
+
+        proptest! {
+            /// Nodes sharing blocks: after a values push from A to B, `/metrics` is byte for
+            /// byte what it is when B was pushed in full.
+            #[test]
+            fn prop_values_push_renders_as_the_full_push(
+                names in prop::collection::btree_set("[a-z]{1,6}", 0..8),
+                shuffle in any::<u64>(),
+                xa in prop::collection::vec(arb_value(), 1..40),
+                xb in prop::collection::vec(arb_value(), 1..40),
+                xc in prop::collection::vec(arb_value(), 1..40),
+            ) {
+                let mut names: Vec<String> = names.into_iter().collect();
+                let n = names.len().max(1);
+                names.rotate_left((shuffle as usize) % n);
+                let (a, b, c) = (families(&names, &xa), families(&names, &xb), families(&names, &xc));
+                let ttl = Duration::from_secs(60);
+                let (values, full) = (Store::new(), Store::new());
+                for store in [&values, &full] {
+                    // A neighbour with the same layout shares every block with node a.
+                    store.apply("b", 1, Some(1), prepared("b", c.clone()), ttl);
+                }
+                values.apply("a", 1, Some(7), prepared("a", a.clone()), ttl);
+                let base = values.base("a", 1, 7).unwrap();
+                let revalued = revalue(base.base(), &values_push(&a, &b, 7)).unwrap();
+                let out = values.apply_values("a", 1, 8, &base, revalued, ttl);
+                prop_assert!(matches!(out, Outcome::Accepted { .. }), "{:?}", out);
+                full.apply("a", 1, Some(8), prepared("a", b), ttl);
+                prop_assert_eq!(render(&values.view()), render(&full.view()));
+            }
+
+            /// However the fleet is split, every shard is a valid exposition with one HELP and
+            /// TYPE per family, every node is wholly in exactly one shard, and the shards
+            /// together are the unsharded exposition, series for series.
+            #[test]
+            fn prop_sharded_union_equals_unsharded(
+                fleet in prop::collection::btree_map(
+                    "[a-z0-9-]{1,10}",
+                    prop::collection::btree_set("[a-z]{1,4}", 0..6),
+                    0..24,
+                ),
+                x in prop::collection::vec(arb_value(), 1..20),
+                of in 1u32..12,
+            ) {
+                let store = Store::new();
+                for (node, names) in &fleet {
+                    let names: Vec<String> = names.iter().cloned().collect();
+                    store.apply(node, 1, Some(1), prepared(node, families(&names, &x)), Duration::from_secs(60));
+                }
+                let whole = render(&store.view());
+                let mut union: Vec<String> = Vec::new();
+                let mut home: BTreeMap<String, u32> = BTreeMap::new();
+                for index in 0..of {
+                    let shard = Shard { index, of };
+                    let mut view = store.view();
+                    view.retain_nodes(|n| shard.contains(n));
+                    let text = render(&view);
+                    let parsed = fleetgate_shared::text::parse(&text);
+                    prop_assert!(parsed.is_ok(), "shard {} of {}: {:?}", index, of, parsed.err());
+                    let mut types = BTreeMap::new();
+                    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+                        *types.entry(line.split(' ').nth(2).unwrap_or("")).or_insert(0) += 1;
+                    }
+                    prop_assert!(types.values().all(|&n| n == 1), "{:?}", types);
+                    for line in samples(&text) {
+                        let node = line.split("node=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+                        prop_assert_eq!(shard_of(node, of), index, "{}", line);
+                        if let Some(other) = home.insert(node.to_string(), index) {
+                            prop_assert_eq!(other, index);
+                        }
+                        union.push(line.to_string());
+                    }
+                }
+                let mut expected: Vec<String> = samples(&whole).into_iter().map(String::from).collect();
+                expected.sort();
+                union.sort();
+                prop_assert_eq!(union, expected);
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ pub mod metrics;
 pub mod prepare;
 pub mod registry;
 pub mod routes;
+pub mod shard;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod tokens;
 pub mod validate;
 
@@ -93,11 +96,12 @@ impl AppState {
         labels::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
-    /// Takes what one `/metrics` response shows (the store's view, each node's state) in a
-    /// few short critical sections, so every chunk rendered from it belongs to one consistent
-    /// exposition. Also updates `fleetgate_hub_nodes`.
-    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let view = self.store.view();
+    /// Takes what one `/metrics` response shows (the store's view, each node's state), for
+    /// the whole fleet or one `shard` of it, in a few short critical sections, so every chunk
+    /// rendered from it belongs to one consistent exposition. Also updates
+    /// `fleetgate_hub_nodes`.
+    pub fn metrics_snapshot(&self, shard: Option<shard::Shard>) -> MetricsSnapshot {
+        let mut view = self.store.view();
         let statuses = self.store.statuses();
         let (mut up, mut stale, mut removed) = (0, 0, 0);
         let mut lines = Vec::new();
@@ -112,6 +116,9 @@ impl AppState {
             } else {
                 stale += 1;
             }
+            if shard.is_some_and(|shard| !shard.contains(&id.node)) {
+                continue;
+            }
             lines.push(exposition::NodeLine {
                 labels: self.node_labels(&id),
                 up: s.up,
@@ -122,7 +129,14 @@ impl AppState {
         for (state, n) in [("up", up), ("stale", stale), ("removed", removed)] {
             self.metrics.nodes.with_label_values(&[state]).set(n);
         }
-        MetricsSnapshot { view, lines }
+        if let Some(shard) = shard {
+            view.retain_nodes(|node| shard.contains(node));
+        }
+        MetricsSnapshot {
+            view,
+            lines,
+            hub_metrics: shard.is_none_or(|s| s.carries_hub_metrics()),
+        }
     }
 
     /// Writes the `/metrics` body of `snapshot` (nodes' families, the synthetic node series,
@@ -157,14 +171,16 @@ impl AppState {
         self.metrics
             .render_duration
             .observe(rendering.as_secs_f64());
-        self.metrics.encode(&mut buf);
+        if snapshot.hub_metrics {
+            self.metrics.encode(&mut buf);
+        }
         emit(&mut buf)
     }
 
-    /// The complete `/metrics` body, uncompressed, in one buffer (tests and benchmarks; the
-    /// route streams [`AppState::write_metrics`] instead).
-    pub fn render_metrics(&self) -> Vec<u8> {
-        let snapshot = self.metrics_snapshot();
+    /// The complete `/metrics` body (of one `shard`, or all), uncompressed, in one buffer
+    /// (tests and benchmarks; the route streams [`AppState::write_metrics`] instead).
+    pub fn render_metrics(&self, shard: Option<shard::Shard>) -> Vec<u8> {
+        let snapshot = self.metrics_snapshot(shard);
         let mut out = Vec::new();
         self.write_metrics(&snapshot, usize::MAX, |chunk| {
             out.append(chunk);
@@ -182,6 +198,8 @@ pub struct MetricsSnapshot {
     pub view: store::View,
     /// Every enrolled node's synthetic series.
     pub lines: Vec<exposition::NodeLine>,
+    /// Whether the hub's own `fleetgate_hub_*` metrics follow (unsharded, or shard 0).
+    pub hub_metrics: bool,
 }
 
 impl std::ops::Deref for AppState {

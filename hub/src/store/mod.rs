@@ -1,8 +1,12 @@
-//! The latest accepted snapshot of every node, pre-rendered, plus the global family index that
-//! keeps one TYPE per family name across nodes. A push replaces one node's entry atomically
+//! The latest accepted snapshot of every node, plus the global family index that keeps one
+//! TYPE per family name across nodes. A snapshot is the node's layout — its labels and its
+//! families as blocks shared with every node that has the same lines ([`blocks`]) — and its
+//! own values. A full push replaces both, a values push only the values. Each swap happens
 //! under a short lock; its cost is proportional to that node's families, never to the store.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod blocks;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,45 +14,52 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fleetgate_shared::MetricType;
 
 use crate::prepare::{Base, Layout, Prepared, Revalued};
+use blocks::{BlockContent, BlockPool, FamilyBlock, Held};
 
-/// One family of a stored snapshot.
-#[derive(Debug, Clone)]
-pub struct StoredFamily {
-    /// Family name, shared with the family index.
-    pub name: Arc<str>,
-    /// HELP text (the first one the hub saw for this name while it was exposed).
-    pub help: Arc<str>,
-    /// TYPE, equal for every node exposing the name.
-    pub kind: MetricType,
-    /// Series in the family.
+/// Everything of a node's snapshot but its values; shared by the values pushes that follow
+/// the full push it came from.
+#[derive(Debug)]
+pub struct NodeLayout {
+    /// Node name.
+    pub node: Arc<str>,
+    /// The node labels as of the full push, rendered once.
+    pub node_labels: Box<str>,
+    /// Exposed families sorted by name (quarantined ones left out), as shared blocks.
+    families: Held,
+    /// Per exposed family, the number of its first line among all the push's lines.
+    first_lines: Box<[u32]>,
+    /// Series exposed.
     pub series: usize,
-    /// Its exposition lines within [`NodeSnapshot::text`].
-    pub range: Range<usize>,
-    /// Its lines' splice points within [`NodeSnapshot::splices`].
-    pub lines: Range<usize>,
+    /// The layout of the push, when a values push may follow it (native snapshots only).
+    pub layout: Option<Layout>,
+}
+
+impl NodeLayout {
+    /// The exposed families' blocks, sorted by name.
+    pub fn families(&self) -> &[Arc<FamilyBlock>] {
+        &self.families.blocks
+    }
+
+    /// Per exposed family, the number of its first line among all the push's lines.
+    pub fn first_lines(&self) -> &[u32] {
+        &self.first_lines
+    }
 }
 
 /// A node's latest accepted push, immutable once stored.
 #[derive(Debug)]
 pub struct NodeSnapshot {
-    /// Node name.
-    pub node: Arc<str>,
-    /// Exposition lines of every family, without the node labels.
-    pub text: Box<str>,
-    /// Per line, where in `text` the node labels go (4 bytes instead of ~50 per line).
-    pub splices: Box<[u32]>,
-    /// The node labels as of this push, rendered once.
-    pub node_labels: Box<str>,
-    /// Exposed families sorted by name (quarantined ones left out).
-    pub families: Vec<StoredFamily>,
-    /// Series exposed.
-    pub series: usize,
+    /// Names, labels and families; the same `Arc` across values pushes.
+    pub layout: Arc<NodeLayout>,
+    /// Every line's value followed by `\n`, in text order; quarantined families' lines too,
+    /// since values pushes address every sample of the push.
+    pub values: Box<str>,
+    /// Per exposed family, where its values start in `values`.
+    pub value_starts: Box<[u32]>,
     /// When the push was accepted, for staleness.
     pub received: Instant,
     /// How long this snapshot stays exposed without a newer push.
     pub stale_after: Duration,
-    /// The layout of the push, when a values push may follow it (native snapshots only).
-    pub layout: Option<Layout>,
 }
 
 impl NodeSnapshot {
@@ -57,13 +68,23 @@ impl NodeSnapshot {
         now.saturating_duration_since(self.received) > self.stale_after
     }
 
+    /// Node name.
+    pub fn node(&self) -> &str {
+        &self.layout.node
+    }
+
     /// What a values push of this node is applied to.
     pub fn base(&self) -> Base<'_> {
         Base {
-            text: &self.text,
-            splices: &self.splices,
-            layout: self.layout.as_ref(),
+            values: &self.values,
+            layout: self.layout.layout.as_ref(),
         }
+    }
+
+    /// The values of exposed family `i` and of everything after it.
+    pub fn values_from(&self, i: usize) -> &[u8] {
+        let start = self.value_starts.get(i).map_or(usize::MAX, |&s| s as usize);
+        self.values.as_bytes().get(start..).unwrap_or_default()
     }
 }
 
@@ -109,8 +130,6 @@ struct Slot {
     snapshot: Option<Arc<NodeSnapshot>>,
     /// Unix seconds of the latest accepted push.
     last_push: Option<f64>,
-    /// Accepted-push instant and staleness window, kept after eviction for the node's state.
-    fresh_until: Option<Instant>,
     /// Latest reason a push or family of this node was refused.
     last_rejection: Option<String>,
 }
@@ -135,14 +154,26 @@ struct Inner {
 
 /// Releases a snapshot's claim on its family names.
 fn unindex(index: &mut BTreeMap<Arc<str>, IndexEntry>, snapshot: &NodeSnapshot) {
-    for f in &snapshot.families {
-        if let Some(e) = index.get_mut(&*f.name) {
+    for b in snapshot.layout.families() {
+        let name = std::str::from_utf8(b.name()).unwrap_or_default();
+        if let Some(e) = index.get_mut(name) {
             e.nodes = e.nodes.saturating_sub(1);
             if e.nodes == 0 {
-                index.remove(&*f.name);
+                index.remove(name);
             }
         }
     }
+}
+
+/// A family name as `/metrics` shows it: one HELP and one TYPE for every node exposing it.
+#[derive(Debug, Clone)]
+pub struct ViewFamily {
+    /// Family name.
+    pub name: Arc<str>,
+    /// HELP of the first node that exposed it.
+    pub help: Arc<str>,
+    /// The TYPE all exposing nodes agree on.
+    pub kind: MetricType,
 }
 
 /// What a render needs, taken in one short critical section so it is consistent.
@@ -150,8 +181,15 @@ fn unindex(index: &mut BTreeMap<Arc<str>, IndexEntry>, snapshot: &NodeSnapshot) 
 pub struct View {
     /// Fresh snapshots, sorted by node name.
     pub nodes: Vec<Arc<NodeSnapshot>>,
-    /// Every family name any of them exposes (a superset), sorted.
-    pub family_names: Vec<Arc<str>>,
+    /// Every family any of them exposes (a superset), sorted by name.
+    pub families: Vec<ViewFamily>,
+}
+
+impl View {
+    /// Keeps only the nodes whose name `keep` accepts (the family list stays a superset).
+    pub fn retain_nodes(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.nodes.retain(|n| keep(n.node()));
+    }
 }
 
 /// A node's state as the store knows it, for `/nodes` and the synthetic series.
@@ -169,12 +207,96 @@ pub struct NodeStatus {
     pub quarantined: usize,
 }
 
+/// One family of a snapshot about to be stored.
+#[derive(Debug, Clone)]
+pub struct IncomingFamily<'a> {
+    /// Family name.
+    pub name: &'a str,
+    /// HELP text, unescaped.
+    pub help: &'a str,
+    /// TYPE.
+    pub kind: MetricType,
+    /// Series in the family.
+    pub series: usize,
+    /// Its skeleton lines (see [`Prepared::text`]).
+    pub text: &'a [u8],
+    /// Its line numbers among all lines of the snapshot.
+    pub lines: Range<usize>,
+    /// Where its values start in [`Incoming::values`].
+    pub values_start: usize,
+}
+
+/// A snapshot about to be stored: a full push, or one saved at shutdown and loaded at start.
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    /// Its families, sorted by name.
+    pub families: Vec<IncomingFamily<'a>>,
+    /// Every line's value followed by `\n`.
+    pub values: String,
+    /// The node labels, rendered.
+    pub node_labels: String,
+    /// What a values push must match, when one may follow.
+    pub layout: Option<Layout>,
+}
+
+impl<'a> Incoming<'a> {
+    /// The families of `prepared`, whose values are moved out of it.
+    pub fn from_prepared(prepared: &'a mut Prepared) -> Self {
+        let layout = prepared.layout.map(|hash| Layout::new(hash, prepared));
+        let text = &prepared.text;
+        let families = prepared
+            .families
+            .iter()
+            .map(|f| IncomingFamily {
+                name: &f.name,
+                help: &f.help,
+                kind: f.kind,
+                series: f.series,
+                text: text.get(f.text.clone()).unwrap_or_default(),
+                lines: f.lines.clone(),
+                values_start: f.values.start,
+            })
+            .collect();
+        Incoming {
+            families,
+            values: std::mem::take(&mut prepared.values),
+            node_labels: std::mem::take(&mut prepared.node_labels),
+            layout,
+        }
+    }
+}
+
+/// One node as saved at shutdown ([`Store::export`]).
+#[derive(Debug, Clone)]
+pub struct SavedNode {
+    /// Node name.
+    pub node: String,
+    /// Enrollment epoch of its latest push.
+    pub epoch: u64,
+    /// Sequence number of its stored push.
+    pub seq: Option<u64>,
+    /// Unix seconds of its latest accepted push.
+    pub last_push: Option<f64>,
+    /// Families quarantined at its latest full push.
+    pub quarantined: usize,
+    /// Its exposed snapshot, when fresh.
+    pub snapshot: Option<Arc<NodeSnapshot>>,
+}
+
 /// The store; share it behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Store {
     inner: Mutex<Inner>,
     /// Families quarantined per node at its latest push (kept apart so reading it is cheap).
     quarantined: Mutex<HashMap<String, usize>>,
+    /// The family blocks every stored layout uses.
+    pool: Arc<BlockPool>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Store {
@@ -195,25 +317,68 @@ impl Store {
         node: &str,
         epoch: u64,
         seq: Option<u64>,
-        prepared: Prepared,
+        mut prepared: Prepared,
+        stale_after: Duration,
+    ) -> Outcome {
+        let incoming = Incoming::from_prepared(&mut prepared);
+        self.insert(
+            node,
+            epoch,
+            seq,
+            incoming,
+            Instant::now(),
+            unix_now(),
+            stale_after,
+        )
+    }
+
+    /// Stores a snapshot saved by an earlier run of the hub, received `age` ago at Unix time
+    /// `last_push`, as [`Store::apply`] would have (quarantine included).
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        &self,
+        node: &str,
+        epoch: u64,
+        seq: Option<u64>,
+        incoming: Incoming<'_>,
+        age: Duration,
+        last_push: f64,
         stale_after: Duration,
     ) -> Outcome {
         let now = Instant::now();
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let layout = prepared.layout.map(|hash| Layout::new(hash, &prepared));
-        let Prepared {
-            text,
-            families,
-            splices,
-            node_labels,
-            ..
-        } = prepared;
-        // Shrunk before the lock is taken: it may copy.
-        let text = text.into_boxed_str();
-        let splices = splices.into_boxed_slice();
-        let node_labels = node_labels.into_boxed_str();
+        let received = now.checked_sub(age).unwrap_or(now);
+        self.insert(node, epoch, seq, incoming, received, last_push, stale_after)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        node: &str,
+        epoch: u64,
+        seq: Option<u64>,
+        incoming: Incoming<'_>,
+        received: Instant,
+        last_push: f64,
+        stale_after: Duration,
+    ) -> Outcome {
+        // Hashed and interned before the store lock is taken: a full push holds that lock
+        // only to update the index and swap its snapshot.
+        let contents: Vec<BlockContent<'_>> = incoming
+            .families
+            .iter()
+            .map(|f| BlockContent {
+                name: f.name,
+                text: f.text,
+                // Both bounded by the rendered length, under 4 GiB.
+                lines: f.lines.len() as u32,
+                series: f.series as u32,
+            })
+            .collect();
+        let hashes: Vec<u64> = contents.iter().map(|c| self.pool.hash(c)).collect();
+        let held = Held::intern(&self.pool, &contents, &hashes);
+        let values = incoming.values.into_boxed_str();
+        let node_labels = incoming.node_labels.into_boxed_str();
+
         let mut guard = self.lock();
         let inner = &mut *guard;
         let slot = inner.slots.entry(node.to_string()).or_default();
@@ -234,76 +399,74 @@ impl Store {
         if let Some(old) = &old {
             unindex(&mut inner.index, old);
         }
-        let mut stored = Vec::with_capacity(families.len());
+        let mut exposed = Vec::with_capacity(incoming.families.len());
         let mut quarantined = Vec::new();
         let mut series = 0;
-        for f in families {
-            match inner.index.get_mut(f.name.as_str()) {
-                Some(e) if e.kind != f.kind => quarantined.push(Quarantined {
-                    message: format!(
-                        "family {} is {} here but {} on other nodes; quarantined",
-                        f.name,
-                        f.kind.as_str(),
-                        e.kind.as_str()
-                    ),
-                    name: f.name,
-                    series: f.series,
-                }),
-                Some(e) => {
-                    e.nodes += 1;
-                    series += f.series;
-                    stored.push(StoredFamily {
-                        name: Arc::clone(&e.name),
-                        help: Arc::clone(&e.help),
-                        kind: f.kind,
+        for f in &incoming.families {
+            match inner.index.get_mut(f.name) {
+                Some(e) if e.kind != f.kind => {
+                    exposed.push(false);
+                    quarantined.push(Quarantined {
+                        message: format!(
+                            "family {} is {} here but {} on other nodes; quarantined",
+                            f.name,
+                            f.kind.as_str(),
+                            e.kind.as_str()
+                        ),
+                        name: f.name.to_string(),
                         series: f.series,
-                        range: f.range,
-                        lines: f.lines,
                     });
                 }
+                Some(e) => {
+                    exposed.push(true);
+                    e.nodes += 1;
+                    series += f.series;
+                }
                 None => {
+                    exposed.push(true);
                     let name: Arc<str> = f.name.into();
-                    let help: Arc<str> = f.help.into();
                     inner.index.insert(
                         Arc::clone(&name),
                         IndexEntry {
-                            name: Arc::clone(&name),
+                            name,
                             kind: f.kind,
-                            help: Arc::clone(&help),
+                            help: f.help.into(),
                             nodes: 1,
                         },
                     );
                     series += f.series;
-                    stored.push(StoredFamily {
-                        name,
-                        help,
-                        kind: f.kind,
-                        series: f.series,
-                        range: f.range,
-                        lines: f.lines,
-                    });
                 }
             }
         }
-        slot.snapshot = Some(Arc::new(NodeSnapshot {
+        let (families, held_back) = held.split(&exposed);
+        let shown = || incoming.families.iter().zip(&exposed).filter(|(_, &e)| e);
+        // Line numbers and value offsets stay under 4 GiB (`prepare` checks the length).
+        let first_lines = shown().map(|(f, _)| f.lines.start as u32).collect();
+        let value_starts = shown().map(|(f, _)| f.values_start as u32).collect();
+        let layout = NodeLayout {
             node: node.into(),
-            text,
-            splices,
             node_labels,
-            families: stored,
+            families,
+            first_lines,
             series,
-            received: now,
+            layout: incoming.layout,
+        };
+        let slot = inner.slots.entry(node.to_string()).or_default();
+        slot.snapshot = Some(Arc::new(NodeSnapshot {
+            layout: Arc::new(layout),
+            values,
+            value_starts,
+            received,
             stale_after,
-            layout,
         }));
-        slot.last_push = Some(unix_now);
-        slot.fresh_until = now.checked_add(stale_after);
+        slot.last_push = Some(last_push);
         if let Some(q) = quarantined.first() {
             slot.last_rejection = Some(q.message.clone());
         }
-        // The replaced snapshot is freed outside the lock.
+        // The replaced snapshot and the quarantined blocks are given back outside the lock.
         drop(guard);
         drop(old);
+        drop(held_back);
         self.quarantined
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -343,9 +506,9 @@ impl Store {
         }
     }
 
-    /// Replaces `node`'s snapshot `base` (from [`Store::base`]) by the same families with the
-    /// lines of `revalued`, as push `seq`. The family index is untouched: the families are the
-    /// same. A conflict when another push replaced `base` meanwhile.
+    /// Replaces `node`'s snapshot `base` (from [`Store::base`]) by the same layout with the
+    /// values of `revalued`, as push `seq`. Neither the family index nor the blocks change:
+    /// the families are the same. A conflict when another push replaced `base` meanwhile.
     pub fn apply_values(
         &self,
         node: &str,
@@ -356,30 +519,23 @@ impl Store {
         stale_after: Duration,
     ) -> Outcome {
         let now = Instant::now();
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let unix_now = unix_now();
         let starts = &revalued.line_starts;
-        let at = |line: usize| starts.get(line).copied().unwrap_or(revalued.text.len());
-        let families = base
-            .families
+        let end = revalued.values.len() as u32;
+        let value_starts = base
+            .layout
+            .first_lines()
             .iter()
-            .map(|f| StoredFamily {
-                range: at(f.lines.start)..at(f.lines.end),
-                ..f.clone()
-            })
+            .map(|&l| starts.get(l as usize).copied().unwrap_or(end))
             .collect();
         let snapshot = Arc::new(NodeSnapshot {
-            node: Arc::clone(&base.node),
-            text: revalued.text.into_boxed_str(),
-            splices: revalued.splices.into_boxed_slice(),
-            node_labels: base.node_labels.clone(),
-            families,
-            series: base.series,
+            layout: Arc::clone(&base.layout),
+            values: revalued.values.into_boxed_str(),
+            value_starts,
             received: now,
             stale_after,
-            layout: base.layout.clone(),
         });
+        let series = base.layout.series;
         let mut guard = self.lock();
         let Some(slot) = guard.slots.get_mut(node) else {
             return Outcome::Conflict("no base snapshot".into());
@@ -396,11 +552,10 @@ impl Store {
         let old = slot.snapshot.replace(snapshot);
         slot.seq = Some(seq);
         slot.last_push = Some(unix_now);
-        slot.fresh_until = now.checked_add(stale_after);
         drop(guard);
         drop(old);
         Outcome::Accepted {
-            series: base.series,
+            series,
             quarantined: Vec::new(),
         }
     }
@@ -422,7 +577,6 @@ impl Store {
             let slot = inner.slots.entry(node.to_string()).or_default();
             slot.epoch = slot.epoch.max(epoch);
             slot.removed = true;
-            slot.fresh_until = None;
             let old = slot.snapshot.take();
             if let Some(old) = &old {
                 unindex(&mut inner.index, old);
@@ -467,13 +621,61 @@ impl Store {
             .filter(|s| !s.is_stale(now))
             .cloned()
             .collect();
-        let family_names = inner.index.keys().cloned().collect();
+        let families = inner
+            .index
+            .values()
+            .map(|e| ViewFamily {
+                name: Arc::clone(&e.name),
+                help: Arc::clone(&e.help),
+                kind: e.kind,
+            })
+            .collect();
         drop(inner);
-        nodes.sort_unstable_by(|a, b| a.node.cmp(&b.node));
-        View {
-            nodes,
-            family_names,
+        nodes.sort_unstable_by(|a, b| a.node().cmp(b.node()));
+        View { nodes, families }
+    }
+
+    /// Every node the store knows with what a restart needs to carry on, and the family
+    /// index (HELP and TYPE per name), consistent with each other.
+    pub fn export(&self) -> (Vec<SavedNode>, View) {
+        let now = Instant::now();
+        let view = self.view();
+        let quarantined = self
+            .quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let inner = self.lock();
+        let nodes = inner
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.removed && s.last_push.is_some())
+            .map(|(node, s)| SavedNode {
+                node: node.clone(),
+                epoch: s.epoch,
+                seq: s.seq,
+                last_push: s.last_push,
+                quarantined: quarantined.get(node).copied().unwrap_or(0),
+                snapshot: s.snapshot.clone().filter(|s| !s.is_stale(now)),
+            })
+            .collect();
+        (nodes, view)
+    }
+
+    /// Records a node's quarantine count and latest push without a snapshot (a node saved at
+    /// shutdown whose snapshot was already stale).
+    pub fn restore_status(&self, node: &str, epoch: u64, last_push: f64, quarantined: usize) {
+        let mut inner = self.lock();
+        let slot = inner.slots.entry(node.to_string()).or_default();
+        if slot.epoch <= epoch {
+            slot.epoch = epoch;
+            slot.last_push = slot.last_push.or(Some(last_push));
         }
+        drop(inner);
+        self.quarantined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.to_string(), quarantined);
     }
 
     /// The state of one node.
@@ -494,7 +696,7 @@ impl Store {
         NodeStatus {
             up: fresh.is_some(),
             last_push: slot.last_push,
-            series: fresh.map_or(0, |s| s.series),
+            series: fresh.map_or(0, |s| s.layout.series),
             last_rejection: slot.last_rejection.clone(),
             quarantined,
         }
@@ -512,32 +714,40 @@ impl Store {
             .collect()
     }
 
-    /// Bytes held by stored snapshots (exposition text, splice points, per-family entries), for the
-    /// memory estimate of the benchmarks.
+    /// Distinct family blocks held, for the benchmarks and the memory figures.
+    pub fn blocks(&self) -> usize {
+        self.pool.stats().0
+    }
+
+    /// Bytes held by stored snapshots (values, layouts, shared blocks, the family index), for
+    /// the memory estimate of the benchmarks.
     pub fn stored_bytes(&self) -> usize {
         let inner = self.lock();
-        let snapshots: usize = inner
-            .slots
-            .values()
-            .filter_map(|s| s.snapshot.as_ref())
-            .map(|s| {
-                s.text.len()
-                    + s.splices.len() * std::mem::size_of::<u32>()
-                    + s.node_labels.len()
-                    + s.families.capacity() * std::mem::size_of::<StoredFamily>()
-                    + s.layout
+        let mut layouts = HashSet::new();
+        let mut bytes = 0;
+        for s in inner.slots.values().filter_map(|s| s.snapshot.as_ref()) {
+            bytes += std::mem::size_of::<NodeSnapshot>()
+                + s.values.len()
+                + std::mem::size_of_val(&*s.value_starts);
+            if layouts.insert(Arc::as_ptr(&s.layout)) {
+                let l = &s.layout;
+                bytes += std::mem::size_of::<NodeLayout>()
+                    + l.node.len()
+                    + l.node_labels.len()
+                    + std::mem::size_of_val(l.families())
+                    + std::mem::size_of_val(&*l.first_lines)
+                    + l.layout
                         .as_ref()
-                        .map_or(0, |l| l.order.len() * std::mem::size_of::<u32>())
-                    + std::mem::size_of::<NodeSnapshot>()
-                    + s.node.len()
-            })
-            .sum();
+                        .map_or(0, |l| l.order.len() * std::mem::size_of::<u32>());
+            }
+        }
         let index: usize = inner
             .index
             .values()
             .map(|e| e.name.len() + e.help.len() + std::mem::size_of::<IndexEntry>() + 32)
             .sum();
-        snapshots + index
+        drop(inner);
+        bytes + index + self.pool.stats().1
     }
 }
 
@@ -547,7 +757,7 @@ mod tests {
     use crate::config::Limits;
     use crate::labels::NodeLabels;
     use crate::prepare::prepare;
-    use fleetgate_shared::{Family, Series, Value};
+    use fleetgate_shared::{Family, Label, Series, Value};
 
     fn push(
         store: &Store,
@@ -571,6 +781,10 @@ mod tests {
         let labels = NodeLabels::new("instance", "node", node, []);
         let p = prepare(fams, &labels, &Limits::default()).unwrap();
         store.apply(node, epoch, Some(seq), p, Duration::from_secs(60))
+    }
+
+    fn names(v: &View) -> Vec<&str> {
+        v.families.iter().map(|f| &*f.name).collect()
     }
 
     #[test]
@@ -600,11 +814,8 @@ mod tests {
             .contains("family x is counter"));
         assert_eq!(status.quarantined, 1);
         let v = s.view();
-        assert_eq!(
-            v.family_names.iter().map(|n| &**n).collect::<Vec<_>>(),
-            ["x", "y"]
-        );
-        assert_eq!(v.nodes[1].families.len(), 1);
+        assert_eq!(names(&v), ["x", "y"]);
+        assert_eq!(v.nodes[1].layout.families().len(), 1);
         // Once a's family changes type, b may expose x as a counter.
         push(&s, "a", 1, 2, &[("x", MetricType::Counter)]);
         let Outcome::Accepted { quarantined, .. } =
@@ -614,7 +825,7 @@ mod tests {
         };
         assert!(quarantined.is_empty());
         // HELP: first wins.
-        assert_eq!(&*s.view().nodes[1].families[0].help, "help from a");
+        assert_eq!(&*s.view().families[0].help, "help from a");
     }
 
     #[test]
@@ -636,113 +847,111 @@ mod tests {
         );
         s.remove("a", 2);
         assert!(s.view().nodes.is_empty());
-        assert!(s.view().family_names.is_empty());
+        assert!(s.view().families.is_empty());
         assert_eq!(push(&s, "a", 2, 10, &[]), Outcome::Revoked);
         assert!(matches!(push(&s, "a", 3, 1, &[]), Outcome::Accepted { .. }));
+    }
+
+    /// A push of `node` whose series carry `cpu` labels 0..`cpus`, and one `nodename` label
+    /// unique to the node in `uname`.
+    fn host(node: &str, cpus: usize, x: f64) -> Prepared {
+        let gauge = |name: &str, series: Vec<Series>| Family {
+            name: name.into(),
+            help: "h".into(),
+            kind: MetricType::Gauge,
+            series,
+        };
+        let fams = vec![
+            gauge(
+                "cpu",
+                (0..cpus)
+                    .map(|c| Series {
+                        labels: vec![Label::new("cpu", c.to_string())],
+                        value: Value::Scalar(x + c as f64),
+                    })
+                    .collect(),
+            ),
+            gauge(
+                "uname",
+                vec![Series {
+                    labels: vec![Label::new("nodename", node)],
+                    value: Value::Scalar(1.0),
+                }],
+            ),
+        ];
+        crate::test_support::prepared(node, fams)
+    }
+
+    #[test]
+    fn nodes_share_equal_family_blocks_until_the_last_one_changes_or_leaves() {
+        let s = Store::new();
+        let ttl = Duration::from_secs(60);
+        for (i, node) in ["a", "b", "c"].into_iter().enumerate() {
+            s.apply(node, 1, Some(1), host(node, 4, i as f64), ttl);
+        }
+        // One shared `cpu` block, one `uname` block per node.
+        assert_eq!(s.blocks(), 4);
+        let v = s.view();
+        assert!(Arc::ptr_eq(
+            &v.nodes[0].layout.families()[0],
+            &v.nodes[2].layout.families()[0]
+        ));
+        drop(v);
+        // A layout change moves `c` to a block of its own; the shared one stays for a and b.
+        s.apply("c", 1, Some(2), host("c", 8, 0.0), ttl);
+        assert_eq!(s.blocks(), 5);
+        s.remove("a", 1);
+        assert_eq!(
+            s.blocks(),
+            4,
+            "a's uname block left with it; cpu×4 still used by b"
+        );
+        // A render still holding b's snapshot holds its blocks until it is done.
+        let view = s.view();
+        s.remove("b", 1);
+        assert_eq!(s.blocks(), 4);
+        assert_eq!(view.nodes.len(), 2);
+        drop(view);
+        assert_eq!(s.blocks(), 2);
+        // Staleness evicts like removal.
+        s.apply("d", 1, Some(1), host("d", 8, 0.0), Duration::ZERO);
+        assert_eq!(s.blocks(), 3);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(s.evict_stale(), 1);
+        assert_eq!(s.blocks(), 2);
+        s.remove("c", 1);
+        assert_eq!(s.blocks(), 0);
+    }
+
+    #[test]
+    fn refused_pushes_hold_no_blocks() {
+        let s = Store::new();
+        let ttl = Duration::from_secs(60);
+        s.apply("a", 1, Some(5), host("a", 2, 0.0), ttl);
+        assert_eq!(s.blocks(), 2);
+        assert_eq!(
+            s.apply("a", 1, Some(4), host("a", 3, 0.0), ttl),
+            Outcome::OutOfOrder
+        );
+        assert_eq!(
+            s.apply("a", 0, Some(9), host("a", 3, 0.0), ttl),
+            Outcome::Revoked
+        );
+        assert_eq!(s.blocks(), 2);
     }
 
     mod values {
         use super::*;
         use crate::prepare::revalue;
-        use fleetgate_shared::{
-            encode_values, layout_hash, sample_values, Bucket, Histogram, Label, Quantile, Summary,
-            ValuesHeader,
-        };
+        use crate::test_support::{arb_value, families, prepared, values_push};
         use proptest::prelude::*;
 
-        /// Families named from `names` (unsorted, so push order and text order differ) with
-        /// kinds by index and values from `x`.
-        fn families(names: &[String], x: &[f64]) -> Vec<Family> {
-            let mut x = x.iter().copied().cycle();
-            let mut next = || x.next().unwrap_or(0.0);
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let (kind, value) = match i % 4 {
-                        0 => (MetricType::Counter, Value::Scalar(next())),
-                        1 => (
-                            MetricType::Histogram,
-                            Value::Histogram(Histogram {
-                                buckets: vec![
-                                    Bucket {
-                                        le: 0.25,
-                                        count: next(),
-                                    },
-                                    Bucket {
-                                        le: 1e3,
-                                        count: next(),
-                                    },
-                                ],
-                                sum: next(),
-                                count: next(),
-                            }),
-                        ),
-                        2 => (
-                            MetricType::Summary,
-                            Value::Summary(Summary {
-                                quantiles: vec![Quantile {
-                                    quantile: 0.99,
-                                    value: next(),
-                                }],
-                                sum: next(),
-                                count: next(),
-                            }),
-                        ),
-                        _ => (MetricType::Gauge, Value::Scalar(next())),
-                    };
-                    let series = (0..i % 3)
-                        .map(|j| Series {
-                            labels: vec![Label::new("j", j.to_string())],
-                            value: value.clone(),
-                        })
-                        .collect();
-                    Family {
-                        name: name.clone(),
-                        help: "h".into(),
-                        kind,
-                        series,
-                    }
-                })
-                .collect()
-        }
-
-        fn prepared(fams: Vec<Family>) -> Prepared {
-            let labels = NodeLabels::new("instance", "node", "a", []);
-            let layout = layout_hash(&fams);
-            let mut p = prepare(fams, &labels, &Limits::default()).unwrap();
-            p.layout = Some(layout);
-            p
-        }
-
-        fn values_push(a: &[Family], b: &[Family], base_seq: u64) -> fleetgate_shared::ValuesPush {
-            let header = ValuesHeader {
-                seq: base_seq + 1,
-                interval_ms: 1000,
-                timestamp_ms: 0,
-                base_seq,
-                layout: layout_hash(b),
-            };
-            let bytes = encode_values(&header, &sample_values(a), &sample_values(b));
-            fleetgate_shared::decode_values(&bytes, 1 << 20).unwrap()
-        }
-
-        fn arb_value() -> impl Strategy<Value = f64> {
-            prop_oneof![
-                any::<f64>(),
-                (0i64..1 << 40).prop_map(|i| i as f64),
-                (0i64..1 << 30).prop_map(|i| i as f64 / 100.0),
-                Just(f64::NAN),
-                Just(-0.0),
-                Just(f64::NEG_INFINITY),
-            ]
-        }
-
         proptest! {
-            /// Rebuilding the stored lines of A with the values of B gives byte for byte what a
-            /// full push of B renders.
+            /// A values push from A to B leaves the store holding what a full push of B holds:
+            /// the same values byte for byte, the same value offsets, and A's layout (the same
+            /// blocks, untouched).
             #[test]
-            fn prop_revalued_equals_a_full_render(
+            fn prop_values_push_stores_what_a_full_push_would(
                 names in prop::collection::btree_set("[a-z]{1,6}", 0..8),
                 shuffle in any::<u64>(),
                 xa in prop::collection::vec(arb_value(), 1..40),
@@ -753,25 +962,23 @@ mod tests {
                 names.rotate_left((shuffle as usize) % n);
                 let (a, b) = (families(&names, &xa), families(&names, &xb));
                 let store = Store::new();
-                store.apply("a", 1, Some(7), prepared(a.clone()), Duration::from_secs(60));
+                store.apply("a", 1, Some(7), prepared("a", a.clone()), Duration::from_secs(60));
                 let base = store.base("a", 1, 7).unwrap();
                 let revalued = revalue(base.base(), &values_push(&a, &b, 7)).unwrap();
-                let full = prepared(b);
-                prop_assert_eq!(&revalued.text, &full.text);
-                prop_assert_eq!(&revalued.splices, &full.splices);
+                let full = Store::new();
+                full.apply("a", 1, Some(8), prepared("a", b), Duration::from_secs(60));
                 let out = store.apply_values("a", 1, 8, &base, revalued, Duration::from_secs(60));
                 prop_assert!(matches!(out, Outcome::Accepted { .. }), "{:?}", out);
-                // What /metrics renders is a function of the text, the splice points, the node
-                // labels and each family's range and lines: all equal to the full push's.
-                let view = store.view();
-                let stored = &view.nodes[0];
-                prop_assert_eq!(&*stored.text, full.text.as_str());
-                prop_assert_eq!(&*stored.splices, full.splices.as_slice());
-                prop_assert_eq!(&*stored.node_labels, full.node_labels.as_str());
-                let spans = |r: &Range<usize>, l: &Range<usize>| (r.clone(), l.clone());
-                let shown: Vec<_> = stored.families.iter().map(|f| spans(&f.range, &f.lines)).collect();
-                let expected: Vec<_> = full.families.iter().map(|f| spans(&f.range, &f.lines)).collect();
-                prop_assert_eq!(shown, expected);
+                let (shown, expected) = (store.view(), full.view());
+                let (shown, expected) = (&shown.nodes[0], &expected.nodes[0]);
+                prop_assert!(Arc::ptr_eq(&shown.layout, &base.layout));
+                prop_assert_eq!(&shown.values, &expected.values);
+                prop_assert_eq!(&shown.value_starts, &expected.value_starts);
+                prop_assert_eq!(shown.layout.first_lines(), expected.layout.first_lines());
+                let texts = |s: &NodeSnapshot| -> Vec<Vec<u8>> {
+                    s.layout.families().iter().map(|b| b.text().to_vec()).collect()
+                };
+                prop_assert_eq!(texts(shown), texts(expected));
             }
         }
 
@@ -790,7 +997,7 @@ mod tests {
                 "a",
                 1,
                 Some(7),
-                prepared(a.clone()),
+                prepared("a", a.clone()),
                 Duration::from_secs(60),
             );
             assert_eq!(
@@ -813,7 +1020,7 @@ mod tests {
                 "a",
                 1,
                 Some(9),
-                prepared(a.clone()),
+                prepared("a", a.clone()),
                 Duration::from_secs(60),
             );
             assert_eq!(
@@ -822,7 +1029,7 @@ mod tests {
             );
             s.remove("a", 1);
             assert_eq!(s.base("a", 1, 9).unwrap_err(), Outcome::Revoked);
-            s.apply("a", 2, Some(1), prepared(a.clone()), Duration::ZERO);
+            s.apply("a", 2, Some(1), prepared("a", a.clone()), Duration::ZERO);
             std::thread::sleep(Duration::from_millis(2));
             assert_eq!(conflict(s.base("a", 2, 1)), "no base snapshot", "stale");
             // Text pushes have no layout.
