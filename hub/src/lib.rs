@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod registry;
 pub mod routes;
 pub mod shard;
+pub mod snapshots;
 pub mod store;
 #[cfg(test)]
 mod test_support;
@@ -66,11 +67,32 @@ impl AppState {
         let enroll_token = tokens::load(&config.enroll_token, dir, "enroll.token")
             .map_err(StartError::io("enrollment token"))?;
         let registry = Registry::open(dir).map_err(StartError::io("loading the node registry"))?;
+        let store = Store::new();
+        let path = dir.join(snapshots::FILE);
+        let known = |node: &str, epoch: u64| {
+            registry
+                .get(node)
+                .is_some_and(|id| !id.removed && id.epoch == epoch)
+        };
+        match snapshots::load(&store, label_names(&config), &path, known) {
+            Ok(None) => {}
+            Ok(Some(l)) => tracing::info!(
+                snapshots = l.snapshots,
+                stale = l.stale,
+                unknown = l.unknown,
+                "loaded the snapshots saved at the last shutdown"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "snapshots file skipped; nodes reappear with their next push"
+            ),
+        }
         Ok(AppState {
             inner: Arc::new(Shared {
                 config,
                 registry,
-                store: Store::new(),
+                store,
                 metrics: metrics::HubMetrics::new(),
                 admin_token,
                 enroll_token,
@@ -190,6 +212,40 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Writes every node's latest snapshot to `DATA_DIR/snapshots.bin` for the next start
+    /// (graceful shutdown only), logging the outcome; a failure costs the next start its
+    /// snapshots, nothing else.
+    pub fn save_snapshots(&self) {
+        let path = self.config.data_dir.join(snapshots::FILE);
+        let started = std::time::Instant::now();
+        match snapshots::save(&self.store, label_names(&self.config), &path) {
+            Ok(saved) => tracing::info!(
+                path = %path.display(),
+                nodes = saved.nodes,
+                snapshots = saved.snapshots,
+                bytes = saved.bytes,
+                took_ms = started.elapsed().as_millis() as u64,
+                "saved the snapshots for the next start"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot save the snapshots; the next start begins without them"
+            ),
+        }
+    }
+}
+
+/// The label names the hub writes on every series, which saved snapshots must have been
+/// rendered for.
+fn label_names(config: &Config) -> snapshots::LabelNames<'_> {
+    snapshots::LabelNames {
+        instance: &config.instance_label,
+        node: &config.node_label,
+    }
+}
+
 /// What one `/metrics` response shows, taken at once by [`AppState::metrics_snapshot`].
 #[derive(Debug)]
 pub struct MetricsSnapshot {
@@ -290,5 +346,11 @@ pub async fn run(
         }
     };
     sweeper.abort();
-    served
+    served?;
+    // No push is in flight any more: what is saved is the last state every agent was told.
+    let saver = state.clone();
+    tokio::task::spawn_blocking(move || saver.save_snapshots())
+        .await
+        .map_err(|e| StartError::io("saving snapshots")(std::io::Error::other(e)))?;
+    Ok(())
 }
