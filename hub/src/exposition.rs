@@ -9,7 +9,9 @@ use memchr::memchr;
 
 use crate::labels::NodeLabels;
 use crate::prepare::SPLICE;
+use crate::store::blocks::FamilyBlock;
 use crate::store::{NodeSnapshot, View};
+use std::sync::Arc;
 
 /// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
 /// vanishes, small enough that a scrape holds a few MiB at most.
@@ -32,26 +34,123 @@ pub struct NodeLine {
 ///
 /// Each node's families are sorted by name and `view.families` is a sorted superset of
 /// them, so one pass with a cursor per node emits every family exactly once; the cost is
-/// copying the stored bytes plus one name comparison per (family name, node). The position
-/// (family, node) is kept between calls, so a caller can drain the output in chunks.
+/// copying the stored bytes plus, per (family name, node), a comparison of the name's address
+/// with the one the node's cursor holds (blocks and the family index share one allocation per
+/// name). The position (family, node) is kept between calls, so a caller can drain the output
+/// in chunks.
 #[derive(Debug)]
 pub struct ExpositionWriter<'a> {
-    /// The snapshots to render, taken once so every chunk belongs to the same exposition.
+    /// The families to render, taken once so every chunk belongs to the same exposition.
     view: &'a View,
     /// The synthetic per-node series, written after the families.
     nodes: &'a [NodeLine],
     /// Index into `view.families` of the family being written.
     family: usize,
-    /// Index into `view.nodes` of the next node to write within that family.
+    /// Index into `cursors` of the next node to write within that family.
     node: usize,
-    /// Per node, its next family not yet written.
-    cursors: Vec<usize>,
+    /// Per node, in node order, what rendering it needs, kept side by side so that walking the
+    /// nodes for each family touches one small array rather than every node's snapshot.
+    cursors: Vec<Cursor<'a>>,
     /// Whether the HELP/TYPE of the current family is out.
     header_written: bool,
     /// Whether everything, the synthetic series included, is written.
     done: bool,
     /// Scratch for HELP/TYPE lines.
     head: String,
+    /// Where the lines of the block rendered last are split, kept while the next nodes share
+    /// that block: nodes of one kind share most blocks, so each is scanned about once per
+    /// render instead of once per node.
+    lines: LineOffsets,
+}
+
+/// One node's place in the render.
+#[derive(Debug)]
+struct Cursor<'a> {
+    /// Its exposed families' blocks, sorted by name.
+    families: &'a [Arc<FamilyBlock>],
+    /// Its values, and where each family's start.
+    values: &'a [u8],
+    /// Per family, where its values start in `values`.
+    value_starts: &'a [u32],
+    /// Its labels, spliced into every line.
+    labels: &'a [u8],
+    /// Its next family not yet written.
+    next: usize,
+    /// That family's name, or `None` when every family is written.
+    next_name: Option<&'a Arc<str>>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(node: &'a NodeSnapshot) -> Self {
+        let families = node.layout.families();
+        Cursor {
+            families,
+            values: node.values.as_bytes(),
+            value_starts: &node.value_starts,
+            labels: node.layout.node_labels.as_bytes(),
+            next: 0,
+            next_name: families.first().map(|b| b.name()),
+        }
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        self.next_name = self.families.get(self.next).map(|b| b.name());
+    }
+
+    /// Whether its next family is `name`, skipping (defensively) any it has that the name
+    /// list lacks.
+    fn is_at(&mut self, name: &Arc<str>) -> bool {
+        loop {
+            let Some(next) = self.next_name else {
+                return false;
+            };
+            if Arc::ptr_eq(next, name) {
+                return true;
+            }
+            match (**next).cmp(&**name) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Greater => return false,
+                std::cmp::Ordering::Less => self.advance(),
+            }
+        }
+    }
+}
+
+/// Per line of one block: where its splice marker and its end are in the block's text.
+#[derive(Debug, Default)]
+struct LineOffsets {
+    /// The block they belong to (its address: the view keeps every block alive while it is
+    /// rendered, so no other block can take that address meanwhile).
+    block: usize,
+    /// `(marker, newline)` per line.
+    at: Vec<(u32, u32)>,
+}
+
+impl LineOffsets {
+    /// Scans `text`'s lines; `false` when a line has no marker or no end (never, for text
+    /// `prepare` wrote).
+    fn scan(&mut self, block: usize, text: &[u8]) -> bool {
+        self.block = block;
+        self.at.clear();
+        let mut start = 0;
+        while start < text.len() {
+            let line = &text[start..];
+            let (Some(marker), Some(end)) = (memchr(SPLICE, line), memchr(b'\n', line)) else {
+                self.block = 0;
+                return false;
+            };
+            if marker > end {
+                self.block = 0;
+                return false;
+            }
+            // A text under 4 GiB (`prepare` checks), so its offsets fit.
+            self.at
+                .push(((start + marker) as u32, (start + end) as u32));
+            start += end + 1;
+        }
+        true
+    }
 }
 
 impl<'a> ExpositionWriter<'a> {
@@ -62,10 +161,11 @@ impl<'a> ExpositionWriter<'a> {
             nodes,
             family: 0,
             node: 0,
-            cursors: vec![0; view.nodes.len()],
+            cursors: view.nodes.iter().map(|n| Cursor::new(n)).collect(),
             header_written: false,
             done: false,
             head: String::with_capacity(256),
+            lines: LineOffsets::default(),
         }
     }
 
@@ -75,21 +175,12 @@ impl<'a> ExpositionWriter<'a> {
     pub fn fill(&mut self, out: &mut Vec<u8>, target: usize) -> bool {
         let view = self.view;
         while let Some(family) = view.families.get(self.family) {
-            let name = family.name.as_bytes();
-            while let Some(node) = view.nodes.get(self.node) {
+            while let Some(cursor) = self.cursors.get_mut(self.node) {
                 if out.len() >= target {
                     return true;
                 }
-                let Some(cursor) = self.cursors.get_mut(self.node) else {
-                    break;
-                };
                 self.node += 1;
-                let families = node.layout.families();
-                // Defensive: skip anything not in the name list rather than stall the cursor.
-                while families.get(*cursor).is_some_and(|f| f.name() < name) {
-                    *cursor += 1;
-                }
-                if families.get(*cursor).is_none_or(|f| f.name() != name) {
+                if !cursor.is_at(&family.name) {
                     continue;
                 }
                 if !self.header_written {
@@ -98,8 +189,17 @@ impl<'a> ExpositionWriter<'a> {
                     out.extend_from_slice(self.head.as_bytes());
                     self.header_written = true;
                 }
-                write_family(node, *cursor, out);
-                *cursor += 1;
+                if let Some(block) = cursor.families.get(cursor.next) {
+                    let key = Arc::as_ptr(block) as usize;
+                    if self.lines.block == key || self.lines.scan(key, block.text()) {
+                        let start = cursor.value_starts.get(cursor.next).copied();
+                        let values = start
+                            .and_then(|s| cursor.values.get(s as usize..))
+                            .unwrap_or_default();
+                        write_lines(block.text(), &self.lines.at, values, cursor.labels, out);
+                    }
+                }
+                cursor.advance();
             }
             self.family += 1;
             self.node = 0;
@@ -113,33 +213,35 @@ impl<'a> ExpositionWriter<'a> {
     }
 }
 
-/// Appends the exposition lines of exposed family `i` of `snapshot`, node labels spliced in,
-/// to `out`.
-pub fn write_family(snapshot: &NodeSnapshot, i: usize, out: &mut Vec<u8>) {
-    let Some(block) = snapshot.layout.families().get(i) else {
-        return;
-    };
-    splice_lines(
-        block.text(),
-        snapshot.values_from(i),
-        snapshot.layout.node_labels.as_bytes(),
-        out,
-    );
-}
-
 /// Appends every line of the skeleton `text` (see [`crate::prepare::Prepared::text`]) with
 /// `node_labels` put in at its [`SPLICE`] byte and the next value of `values` (each ending
 /// in `\n`) after it: the exposition lines as [`fleetgate_shared::text::write_series`] writes
 /// them with the node labels as `extra`.
-pub fn splice_lines(mut text: &[u8], mut values: &[u8], node_labels: &[u8], out: &mut Vec<u8>) {
-    while let Some(at) = memchr(SPLICE, text) {
-        let (Some(head), Some(tail)) = (text.get(..at), text.get(at + 1..)) else {
+pub fn splice_lines(text: &[u8], values: &[u8], node_labels: &[u8], out: &mut Vec<u8>) {
+    let mut lines = LineOffsets::default();
+    if lines.scan(1, text) {
+        write_lines(text, &lines.at, values, node_labels, out);
+    }
+}
+
+/// [`splice_lines`] with the lines' `(marker, newline)` offsets already known.
+fn write_lines(
+    text: &[u8],
+    lines: &[(u32, u32)],
+    mut values: &[u8],
+    node_labels: &[u8],
+    out: &mut Vec<u8>,
+) {
+    // Values average under 12 bytes; a longer one just grows `out` once more.
+    out.reserve(text.len() + lines.len() * (node_labels.len() + 2 + 12));
+    let mut start = 0;
+    for &(marker, end) in lines {
+        let (marker, end) = (marker as usize, end as usize);
+        let (Some(head), Some(tail)) = (text.get(start..marker), text.get(marker + 1..end)) else {
             return;
         };
-        let Some(end) = memchr(b'\n', tail) else {
-            return;
-        };
-        let Some(value_end) = memchr(b'\n', values) else {
+        // Values are a few bytes: a plain loop beats a vectorised search here.
+        let Some(value_end) = values.iter().position(|&b| b == b'\n') else {
             return;
         };
         out.extend_from_slice(head);
@@ -148,7 +250,7 @@ pub fn splice_lines(mut text: &[u8], mut values: &[u8], node_labels: &[u8], out:
                 out.push(b',');
                 out.extend_from_slice(node_labels);
             }
-            Some(b'\n') => {
+            None => {
                 out.push(b'{');
                 out.extend_from_slice(node_labels);
                 out.push(b'}');
@@ -159,11 +261,11 @@ pub fn splice_lines(mut text: &[u8], mut values: &[u8], node_labels: &[u8], out:
                 out.push(b',');
             }
         }
-        out.extend_from_slice(&tail[..end]);
+        out.extend_from_slice(tail);
         out.push(b' ');
         out.extend_from_slice(&values[..=value_end]);
-        text = &tail[end + 1..];
         values = &values[value_end + 1..];
+        start = end + 1;
     }
 }
 

@@ -281,13 +281,12 @@ impl Registry {
         staged.pending.push(ticket);
         loop {
             if let Some(result) = staged.done.remove(&ticket) {
-                return result.map(|()| Some(out)).map_err(|e| io::Error::other(e).into());
+                return result
+                    .map(|()| Some(out))
+                    .map_err(|e| io::Error::other(e).into());
             }
             if staged.writing {
-                staged = self
-                    .written
-                    .wait(staged)
-                    .unwrap_or_else(|p| p.into_inner());
+                staged = self.written.wait(staged).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
             staged.writing = true;
@@ -452,7 +451,10 @@ mod tests {
         ));
         assert!(matches!(reg.remove("a"), Err(RegistryError::Io(_))));
         assert!(reg.get("b").is_none());
-        assert!(reg.authenticate(&ta).is_some(), "a's removal was not persisted");
+        assert!(
+            reg.authenticate(&ta).is_some(),
+            "a's removal was not persisted"
+        );
         std::fs::remove_dir(&file).unwrap();
         let (tc, _) = reg.enroll(enrollment("c"), false).unwrap();
         let reopened = Registry::open(dir.path()).unwrap();

@@ -166,7 +166,7 @@ pub fn encode(store: &Store, labels: LabelNames<'_>, now_ms: u64) -> (Vec<u8>, u
     }
     w.uint(blocks.len() as u64);
     for b in &blocks {
-        w.bytes(b.name());
+        w.str(b.name());
         w.uint(b.lines() as u64);
         w.uint(b.series() as u64);
         w.bytes(b.text());
@@ -446,7 +446,10 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self, what: &str) -> Result<u8, LoadError> {
-        let b = *self.bytes.get(self.at).ok_or_else(|| self.truncated(what))?;
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| self.truncated(what))?;
         self.at += 1;
         Ok(b)
     }

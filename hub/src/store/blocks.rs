@@ -13,40 +13,26 @@ use std::sync::{Arc, Mutex};
 pub struct FamilyBlock {
     /// Content hash, the block's key in the pool.
     hash: u64,
-    /// Length of the name at the start of `data`.
-    name_len: u32,
+    /// The family name, one `Arc` per name in the pool (and in the store's family index), so a
+    /// render can match names by address.
+    name: Arc<str>,
     /// Lines in the text.
     lines: u32,
     /// Series the lines belong to.
     series: u32,
-    /// The family name followed by its skeleton lines (see [`crate::prepare::Prepared::text`]);
-    /// one allocation per block.
-    data: Box<[u8]>,
+    /// The skeleton lines (see [`crate::prepare::Prepared::text`]).
+    text: Box<[u8]>,
 }
 
 impl FamilyBlock {
-    fn new(hash: u64, name: &str, text: &[u8], lines: u32, series: u32) -> Self {
-        let mut data = Vec::with_capacity(name.len() + text.len());
-        data.extend_from_slice(name.as_bytes());
-        data.extend_from_slice(text);
-        FamilyBlock {
-            hash,
-            // A family renders to under 4 GiB (`prepare` checks), so its name does too.
-            name_len: name.len() as u32,
-            lines,
-            series,
-            data: data.into_boxed_slice(),
-        }
-    }
-
-    /// The family name, as bytes (it is UTF-8; comparisons need no more).
-    pub fn name(&self) -> &[u8] {
-        self.data.get(..self.name_len as usize).unwrap_or_default()
+    /// The family name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// The skeleton lines.
     pub fn text(&self) -> &[u8] {
-        self.data.get(self.name_len as usize..).unwrap_or_default()
+        &self.text
     }
 
     /// Lines (samples) in the block.
@@ -61,7 +47,7 @@ impl FamilyBlock {
 
     /// Heap and inline bytes of the block, for the memory estimate of the benchmarks.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<FamilyBlock>() + self.data.len() + 2 * std::mem::size_of::<usize>()
+        std::mem::size_of::<FamilyBlock>() + self.text.len() + 2 * std::mem::size_of::<usize>()
     }
 }
 
@@ -85,12 +71,46 @@ struct Entry {
     refs: u32,
 }
 
-/// Every distinct block any stored node layout uses, by content hash.
+/// Every distinct block any stored node layout uses, by content hash, and their names.
 #[derive(Debug, Default)]
 pub struct BlockPool {
     /// Keyed per process, so no payload can be crafted to collide with another node's block.
     hasher: RandomState,
-    blocks: Mutex<HashMap<u64, Entry>>,
+    pool: Mutex<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// Blocks by content hash.
+    blocks: HashMap<u64, Entry>,
+    /// Every pooled block's name once, with how many pooled blocks have it.
+    names: HashMap<Arc<str>, u32>,
+}
+
+impl Pool {
+    fn new_block(&mut self, hash: u64, c: &BlockContent<'_>) -> FamilyBlock {
+        let name = match self.names.get_key_value(c.name) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(c.name),
+        };
+        *self.names.entry(Arc::clone(&name)).or_insert(0) += 1;
+        FamilyBlock {
+            hash,
+            name,
+            lines: c.lines,
+            series: c.series,
+            text: c.text.into(),
+        }
+    }
+
+    fn forget_name(&mut self, name: &str) {
+        if let Some(n) = self.names.get_mut(name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.names.remove(name);
+            }
+        }
+    }
 }
 
 impl BlockPool {
@@ -99,8 +119,8 @@ impl BlockPool {
         BlockPool::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
-        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The content hash of a block; computed outside the lock by whoever interns it.
@@ -116,23 +136,39 @@ impl BlockPool {
     /// yet, each counted once more. Give every block back through [`BlockPool::release`].
     pub fn intern(&self, contents: &[BlockContent<'_>], hashes: &[u64]) -> Vec<Arc<FamilyBlock>> {
         let mut out = Vec::with_capacity(contents.len());
-        let mut pool = self.lock();
+        let mut guard = self.lock();
+        let pool = &mut *guard;
         for (c, &hash) in contents.iter().zip(hashes) {
-            let entry = pool.entry(hash).or_insert_with(|| Entry {
-                block: Arc::new(FamilyBlock::new(hash, c.name, c.text, c.lines, c.series)),
-                refs: 0,
-            });
-            let same = entry.block.name() == c.name.as_bytes() && entry.block.text() == c.text;
-            if same {
-                entry.refs += 1;
-                out.push(Arc::clone(&entry.block));
-            } else {
-                // Two contents under one 64-bit keyed hash: as good as never. The block still
-                // works, unshared and outside the pool.
-                out.push(Arc::new(FamilyBlock::new(
-                    hash, c.name, c.text, c.lines, c.series,
-                )));
+            if let Some(entry) = pool.blocks.get_mut(&hash) {
+                if *entry.block.name == *c.name && *entry.block.text == *c.text {
+                    entry.refs += 1;
+                    out.push(Arc::clone(&entry.block));
+                } else {
+                    // Two contents under one 64-bit keyed hash: as good as never. The block
+                    // still works, unshared and outside the pool.
+                    let name = match pool.names.get_key_value(c.name) {
+                        Some((name, _)) => Arc::clone(name),
+                        None => Arc::from(c.name),
+                    };
+                    out.push(Arc::new(FamilyBlock {
+                        hash,
+                        name,
+                        lines: c.lines,
+                        series: c.series,
+                        text: c.text.into(),
+                    }));
+                }
+                continue;
             }
+            let block = Arc::new(pool.new_block(hash, c));
+            pool.blocks.insert(
+                hash,
+                Entry {
+                    block: Arc::clone(&block),
+                    refs: 1,
+                },
+            );
+            out.push(block);
         }
         out
     }
@@ -143,9 +179,10 @@ impl BlockPool {
         if blocks.is_empty() {
             return;
         }
-        let mut pool = self.lock();
+        let mut guard = self.lock();
+        let pool = &mut *guard;
         for b in blocks {
-            let Some(entry) = pool.get_mut(&b.hash) else {
+            let Some(entry) = pool.blocks.get_mut(&b.hash) else {
                 continue;
             };
             if !Arc::ptr_eq(&entry.block, b) {
@@ -153,17 +190,20 @@ impl BlockPool {
             }
             entry.refs = entry.refs.saturating_sub(1);
             if entry.refs == 0 {
-                pool.remove(&b.hash);
+                pool.blocks.remove(&b.hash);
+                pool.forget_name(&b.name);
             }
         }
     }
 
-    /// Blocks in the pool and their bytes (the pool's own table included).
+    /// Blocks in the pool and their bytes (the pool's own tables included).
     pub fn stats(&self) -> (usize, usize) {
         let pool = self.lock();
-        let bytes: usize = pool.values().map(|e| e.block.bytes()).sum::<usize>()
-            + pool.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1);
-        (pool.len(), bytes)
+        let bytes: usize = pool.blocks.values().map(|e| e.block.bytes()).sum::<usize>()
+            + pool.blocks.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1)
+            + pool.names.keys().map(|n| n.len() + 16).sum::<usize>()
+            + pool.names.capacity() * (std::mem::size_of::<(Arc<str>, u32)>() + 1);
+        (pool.blocks.len(), bytes)
     }
 }
 
@@ -233,6 +273,11 @@ mod tests {
         let first = Held::intern(&pool, &a, &hashes);
         let second = Held::intern(&pool, &a, &hashes);
         assert!(Arc::ptr_eq(&first.blocks[0], &second.blocks[0]));
+        // Blocks of one name share that name's allocation.
+        let other_m = [content("m", b"m{x=\"1\"\xff}\n")];
+        let m2 = Held::intern(&pool, &other_m, &[pool.hash(&other_m[0])]);
+        assert!(Arc::ptr_eq(first.blocks[0].name(), m2.blocks[0].name()));
+        drop(m2);
         assert_eq!(pool.stats().0, 2);
         // Same lines under another name are another block.
         let other = [content("o", b"m\xff\n")];
@@ -257,8 +302,8 @@ mod tests {
         let b = content("n", b"n\xff\n");
         // Interned under the same (forced) hash: the second is a private block.
         let held = Held::intern(&pool, &[a, b], &[7, 7]);
-        assert_eq!(held.blocks[0].name(), b"m");
-        assert_eq!(held.blocks[1].name(), b"n");
+        assert_eq!(&**held.blocks[0].name(), "m");
+        assert_eq!(&**held.blocks[1].name(), "n");
         assert_eq!(held.blocks[1].text(), b"n\xff\n");
         assert_eq!(pool.stats().0, 1);
         drop(held);

@@ -155,7 +155,7 @@ struct Inner {
 /// Releases a snapshot's claim on its family names.
 fn unindex(index: &mut BTreeMap<Arc<str>, IndexEntry>, snapshot: &NodeSnapshot) {
     for b in snapshot.layout.families() {
-        let name = std::str::from_utf8(b.name()).unwrap_or_default();
+        let name: &str = b.name();
         if let Some(e) = index.get_mut(name) {
             e.nodes = e.nodes.saturating_sub(1);
             if e.nodes == 0 {
@@ -402,7 +402,7 @@ impl Store {
         let mut exposed = Vec::with_capacity(incoming.families.len());
         let mut quarantined = Vec::new();
         let mut series = 0;
-        for f in &incoming.families {
+        for (f, block) in incoming.families.iter().zip(held.blocks.iter()) {
             match inner.index.get_mut(f.name) {
                 Some(e) if e.kind != f.kind => {
                     exposed.push(false);
@@ -424,7 +424,8 @@ impl Store {
                 }
                 None => {
                     exposed.push(true);
-                    let name: Arc<str> = f.name.into();
+                    // The blocks' name: a render matches blocks to index entries by address.
+                    let name = Arc::clone(block.name());
                     inner.index.insert(
                         Arc::clone(&name),
                         IndexEntry {
