@@ -62,6 +62,22 @@ impl Hub {
         self.addr = addr;
     }
 
+    /// Sends SIGTERM and waits for the process to exit; whether it exited cleanly.
+    pub fn sigterm(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.child.wait().unwrap().success()
+    }
+
+    /// Starts a new process on the same data directory (after [`Hub::sigterm`]), its stderr
+    /// going to `stderr`.
+    pub fn start_again(&mut self, stderr: std::fs::File) {
+        let (child, addr) = spawn_logged(self.dir.path(), &self.args, Stdio::from(stderr));
+        self.child = child;
+        self.addr = addr;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
@@ -164,6 +180,10 @@ impl Hub {
 }
 
 fn spawn(dir: &Path, args: &[String]) -> (Child, String) {
+    spawn_logged(dir, args, Stdio::inherit())
+}
+
+fn spawn_logged(dir: &Path, args: &[String], stderr: Stdio) -> (Child, String) {
     let addr_file = dir.join("listen.addr");
     let _ = std::fs::remove_file(&addr_file);
     let child = Command::new(env!("CARGO_BIN_EXE_fleetgate-hub"))
@@ -174,6 +194,7 @@ fn spawn(dir: &Path, args: &[String]) -> (Child, String) {
         .env_remove("FLEETGATE_ADMIN_TOKEN")
         .env_remove("FLEETGATE_ENROLL_TOKEN")
         .stdout(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn fleetgate-hub");
     let addr = wait_for_file(&addr_file, Duration::from_secs(30));
