@@ -470,7 +470,11 @@ fn rejection_text(view: &NodeView, now: f64) -> String {
             if r.message.chars().count() > 60 {
                 message.push('…');
             }
-            format!("{} {} ago: {message}", r.status, age(now - r.at))
+            // A quarantine is a 200 (the rest was served); its message says what happened.
+            match r.status {
+                200 => format!("{} ago: {message}", age(now - r.at)),
+                status => format!("{status} {} ago: {message}", age(now - r.at)),
+            }
         }
     }
 }

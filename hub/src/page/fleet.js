@@ -74,6 +74,11 @@ function labelsText(n) {
     .join(", ");
 }
 
+// A quarantine is answered with 200 (the rest of the push is served); its message says so.
+function refusalText(r) {
+  return r.status === 200 ? r.message : r.status + ": " + r.message;
+}
+
 function valuesRatio(n) {
   if (n.full_pushes === undefined) return null;
   const all = n.full_pushes + n.values_pushes;
@@ -183,7 +188,7 @@ function renderRows() {
     cell(tr, fmtInt(n.series), "num series");
     cell(tr, n._ratio == null ? "–" : Math.round(n._ratio * 100) + "%", "num ratio");
     const rej = n.last_rejection;
-    const rc = cell(tr, rej ? rej.status + ": " + rej.message : "–", "rejection");
+    const rc = cell(tr, rej ? refusalText(rej) : "–", rej ? "bad rejection" : "rejection");
     if (rej) rc.title = rej.message;
     cell(tr, n.quarantined_families ? String(n.quarantined_families) : "–", "num quarantined");
     const actions = cell(tr, "", "actions");
@@ -239,7 +244,7 @@ function showAdmin() {
   $("admin-form").hidden = on;
   $("admin-on").hidden = !on;
   $("public-note").hidden = on;
-  document.body.classList.toggle("admin", on);
+  document.body.classList.toggle("is-admin", on);
 }
 
 async function post(path, node) {
@@ -303,7 +308,7 @@ async function loadDetail(node) {
   }
   if (d.last_rejection) {
     const r = d.last_rejection;
-    fact(dl, "last rejection", fmtAge(hubNow() - r.at) + " ago, " + r.status + ": " + r.message);
+    fact(dl, "last rejection", fmtAge(hubNow() - r.at) + " ago, " + refusalText(r));
   }
   if (d.quarantined && d.quarantined.length) fact(dl, "quarantined", d.quarantined.join(", "));
   const families = d.families.slice().sort((a, b) => b.series - a.series || (a.name < b.name ? -1 : 1));
