@@ -411,6 +411,22 @@ def main():
     eventually("the public view", lambda: "sim-gpu-06" not in page.rows() and page.rows())
     assert driver.execute_script("return sessionStorage.getItem('fleetgate.adminToken')") is None
 
+    # Pages of 100 rows: 110 more nodes (enrolled, never pushed) make two pages.
+    for i in range(110):
+        fleet.enroll(f"bulk-{i:03d}", {"node_type": "cpu", "rack": "r8"})
+    total = len(fleet.api("/api/nodes", admin=False)["nodes"])
+    eventually("the first of two pages",
+               lambda: driver.find_element(By.ID, "page-info").text == f"1–100 of {total}")
+    assert len(page.rows()) == 100
+    assert not driver.find_element(By.ID, "next").get_attribute("disabled")
+    driver.find_element(By.ID, "next").click()
+    assert driver.find_element(By.ID, "page-info").text == f"101–{total} of {total}"
+    assert len(page.rows()) == total - 100
+    assert driver.find_element(By.ID, "next").get_attribute("disabled")
+    page.filter("r8")
+    assert driver.find_element(By.ID, "page-info").text == f"1–100 of 110 ({total} in all)"
+    log(f"paged: {total} nodes in pages of 100")
+
     for name, proc in fleet.procs.items():
         assert proc.poll() is None, f"{name} exited: {fleet.tail(name)}"
     log("all checks passed")

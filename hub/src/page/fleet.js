@@ -107,25 +107,32 @@ const SORT_VALUE = {
   quarantined: (n) => n.quarantined_families,
 };
 
-function compare(a, b) {
-  const f = SORT_VALUE[sortKey];
-  const x = f(a);
-  const y = f(b);
-  if (x < y) return -sortDir;
-  if (x > y) return sortDir;
-  return a.node < b.node ? -1 : a.node > b.node ? 1 : 0;
-}
-
+// Filters and sorts the whole fleet, then shows the current page.
 function applyView() {
   if (!fleet) return;
   const words = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
   const state = $("state-filter").value;
-  shown = fleet.nodes.filter(
-    (n) => (!state || n.state === state) && words.every((w) => n._search.includes(w))
-  );
-  shown.sort(compare);
+  const key = SORT_VALUE[sortKey];
+  // Each node's sort value is computed once, not once per comparison.
+  const keyed = [];
+  for (const n of fleet.nodes) {
+    if ((!state || n.state === state) && words.every((w) => n._search.includes(w))) {
+      keyed.push([key(n), n]);
+    }
+  }
+  keyed.sort((a, b) => {
+    if (a[0] < b[0]) return -sortDir;
+    if (a[0] > b[0]) return sortDir;
+    return a[1].node < b[1].node ? -1 : a[1].node > b[1].node ? 1 : 0;
+  });
+  shown = keyed.map((k) => k[1]);
+  showPage();
+}
+
+// Shows the current page of the filtered, sorted nodes.
+function showPage() {
   const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
-  page = Math.min(page, pages - 1);
+  page = Math.max(0, Math.min(page, pages - 1));
   renderRows();
   const first = shown.length ? page * PAGE_SIZE + 1 : 0;
   const last = Math.min(shown.length, (page + 1) * PAGE_SIZE);
@@ -359,12 +366,12 @@ function init() {
     applyView();
   });
   $("prev").addEventListener("click", () => {
-    page = Math.max(0, page - 1);
-    applyView();
+    page -= 1;
+    showPage();
   });
   $("next").addEventListener("click", () => {
     page += 1;
-    applyView();
+    showPage();
   });
   for (const th of document.querySelectorAll("#nodes th[data-key]")) {
     th.addEventListener("click", () => {
