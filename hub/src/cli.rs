@@ -37,7 +37,7 @@ pub struct NodesArgs {
     /// TLS certificate].
     #[arg(long, global = true, env = "FLEETGATE_HUB_URL")]
     pub url: Option<String>,
-    /// PEM file of a CA to trust for an https hub, besides the system's roots.
+    /// PEM file of a CA to trust for an https hub, besides the built-in public (Mozilla) roots.
     #[arg(long, global = true, env = "FLEETGATE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Print JSON instead of a table.
