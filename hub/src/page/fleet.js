@@ -386,9 +386,16 @@ function init() {
     $("detail").hidden = true;
   });
   showAdmin();
-  refresh();
-  setInterval(refresh, REFRESH_MS);
+  refreshLoop();
   setInterval(tickAges, 1000);
+}
+
+// Refreshes every REFRESH_MS, or five times as long as a refresh took when that is longer, so
+// a very large fleet never keeps the browser busy.
+async function refreshLoop() {
+  const started = performance.now();
+  await refresh();
+  setTimeout(refreshLoop, Math.max(REFRESH_MS, 5 * (performance.now() - started)));
 }
 
 document.addEventListener("DOMContentLoaded", init);
