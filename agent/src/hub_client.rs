@@ -383,6 +383,11 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, HubError> {
     if status.is_success() {
         return Ok(resp);
     }
+    if let Some(why) = proxy_refusal(&resp) {
+        // Not the hub's answer: nothing about the node is known, so it is retried like an
+        // unreachable hub, and never taken for a removal.
+        return Err(HubError::Transport(why));
+    }
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -400,6 +405,30 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, HubError> {
             message,
         },
     })
+}
+
+/// Why a proxy between the agent and the hub refused the request, when it did: a 407, or a 401
+/// with a `Basic` challenge (tinyproxy's answer to wrong credentials), which the hub, whose
+/// tokens are bearer tokens, never sends.
+fn proxy_refusal(resp: &reqwest::Response) -> Option<String> {
+    let basic_challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("basic"));
+    match resp.status().as_u16() {
+        407 => Some(
+            "the proxy asks for credentials (407): give them in the proxy URL, \
+             http://user:password@host:port"
+                .into(),
+        ),
+        401 if basic_challenge => Some(
+            "the proxy refused the credentials in the proxy URL (401 with a Basic challenge, \
+             which the hub never sends)"
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
