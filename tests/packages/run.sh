@@ -9,7 +9,7 @@
 #     on this machine and its series reach /metrics, with every metric family an unconfined run
 #     as root collects (the hardening costs nothing) and container metrics through the docker
 #     group; the hub takes its own admin token from hub.env; a reinstall keeps the edited
-#     conffile and restarts the agent; a purge removes the agent's state;
+#     conffile and restarts the agent; purging removes each package's state and /etc/fleetgate;
 #   - runs the app-side playbook's package mode against the container over Ansible's docker
 #     connection: run (node up, series on /metrics), run again (changed=0), stop (deregistered,
 #     series gone), run again (re-admitted); then the binary mode with the same unit file (run,
@@ -305,15 +305,20 @@ wait_for 10 "fleetgate-agent active again" agent_active || fail "agent not activ
 cx systemctl enable --quiet fleetgate-hub
 ok "agent.toml kept, agent restarted, the administrator's disable of the hub kept"
 
-step "dpkg --purge fleetgate-agent"
-cx dpkg --purge fleetgate-agent >"$TMP/purge.log" 2>&1 || { cat "$TMP/purge.log"; fail "dpkg --purge"; }
+step "dpkg --purge, the agent first"
+cx dpkg --purge fleetgate-agent >"$TMP/purge.log" 2>&1 || { cat "$TMP/purge.log"; fail "dpkg --purge fleetgate-agent"; }
 for f in /usr/bin/fleetgate-agent /lib/systemd/system/fleetgate-agent.service /etc/fleetgate/agent.toml \
     /etc/fleetgate/enroll.token /var/lib/fleetgate-agent; do
   cx test -e "$f" && fail "$f is still there after the purge"
 done
 [ "$(cx systemctl is-active fleetgate-agent)" != active ] || fail "the agent still runs after the purge"
 cx test -s /etc/fleetgate/hub.toml || fail "purging the agent removed the hub's hub.toml"
-ok "binary, unit, agent.toml, enroll.token and state gone; the hub's files kept"
+cx dpkg --purge fleetgate-hub >>"$TMP/purge.log" 2>&1 || { cat "$TMP/purge.log"; fail "dpkg --purge fleetgate-hub"; }
+for f in /usr/bin/fleetgate-hub /var/lib/fleetgate-hub /var/lib/private/fleetgate-hub /etc/fleetgate; do
+  cx test -e "$f" && fail "$f is still there after purging both packages"
+done
+curl -fsS --max-time 2 "http://$container_ip:8000/healthz" >/dev/null 2>&1 && fail "the hub still answers after its purge"
+ok "the agent's binary, unit, agent.toml, enroll.token and state gone with it (the hub's kept); then the hub's state, hub.env and /etc/fleetgate"
 
 # --- Ansible against the container ----------------------------------------------------------------
 export ANSIBLE_HOME="$TMP/ansible-home" ANSIBLE_LOCAL_TEMP="$TMP/ansible-tmp" ANSIBLE_REMOTE_TEMP=/tmp/ansible
