@@ -10,10 +10,10 @@
 #     as root collects (the hardening costs nothing) and container metrics through the docker
 #     group; the hub takes its own admin token from hub.env; a reinstall keeps the edited
 #     conffile and restarts the agent; purging removes each package's state and /etc/fleetgate;
-#   - runs the app-side playbook's package mode against the container over Ansible's docker
-#     connection: run (node up, series on /metrics), run again (changed=0), stop (deregistered,
-#     series gone), run again (re-admitted); then the binary mode with the same unit file (run,
-#     stop).
+#   - runs the app-side playbook against the container over Ansible's docker connection: the
+#     binary mode with the packaged unit file (run, stop), then the package mode over it: run
+#     (the package's unit replaces the binary mode's; node up, series on /metrics), run again
+#     (changed=0), stop (deregistered, series gone), run again (re-admitted).
 # The root file system is built once and cached (tarball in $FLEETGATE_TEST_CACHE, default
 # /var/cache/fleetgate-test, and a Docker image), keyed by its package list; delete both to
 # rebuild. Everything else it starts is removed on exit.
@@ -345,10 +345,29 @@ play() {
 }
 unchanged() { grep -Eq "^$container +: .*changed=0 +unreachable=0 +failed=0" "$1"; }
 
-step "Ansible package mode: run (--tags run-agent)"
+step "Ansible binary mode under systemd: the packaged unit file, a drop-in for /usr/local/bin"
+BNODE=fg-packages-binary-$id
+binary_vars=(-e fleetgate_agent_install_mode=binary -e "fleetgate_agent_node=$BNODE"
+             -e "fleetgate_agent_binary_src=$target_dir/release/fleetgate-agent")
+play "$TMP/bin1.log" --tags run-agent "${binary_vars[@]}" || fail "binary mode run"
+cxi cmp -s /etc/systemd/system/fleetgate-agent.service - <"$root/packaging/systemd/fleetgate-agent.service" \
+  || fail "the binary mode's unit is not packaging/systemd/fleetgate-agent.service"
+[ "$(cx systemctl show -p ExecStart --value fleetgate-agent | grep -o 'path=[^ ;]*')" = path=/usr/local/bin/fleetgate-agent ] \
+  || fail "the binary mode's unit does not run /usr/local/bin/fleetgate-agent"
+wait_for 30 "series from $BNODE" node_has "$BNODE" '^node_uname_info\{' || fail "no series from $BNODE"
+play "$TMP/bin2.log" --tags stop-agent "${binary_vars[@]}" || fail "binary mode stop"
+[ "$(cx systemctl is-active fleetgate-agent)" != active ] || fail "the binary mode's agent still runs after the stop play"
+node_gone "$BNODE" || fail "$BNODE's series are still on /metrics after the stop"
+ok "binary mode: the packaged unit file plus drop-in; $BNODE up, then stopped and deregistered"
+
+step "Ansible package mode, over the binary mode's install: run (--tags run-agent)"
 play "$TMP/run1.log" --tags run-agent || fail "run play"
 unchanged "$TMP/run1.log" && fail "the first run changed nothing"
 [ "$(cx dpkg-query -W -f='${db:Status-Status}' fleetgate-agent)" = installed ] || fail "the play did not install the package"
+[ "$(cx systemctl show -p FragmentPath --value fleetgate-agent)" = /lib/systemd/system/fleetgate-agent.service ] \
+  || fail "the unit is not the package's: $(cx systemctl show -p FragmentPath --value fleetgate-agent)"
+[ "$(cx systemctl show -p ExecStart --value fleetgate-agent | grep -o 'path=[^ ;]*')" = path=/usr/bin/fleetgate-agent ] \
+  || fail "the package mode's unit does not run /usr/bin/fleetgate-agent"
 [ "$(cx systemctl is-active fleetgate-agent)" = active ] || fail "fleetgate-agent not active after the play"
 [ "$(cx systemctl is-enabled fleetgate-agent)" = enabled ] || fail "fleetgate-agent not enabled after the play"
 cx grep -qx 'MemoryMax=128M' /etc/systemd/system/fleetgate-agent.service.d/site.conf || fail "no drop-in from the role"
@@ -356,7 +375,7 @@ cx grep -qx 'MemoryMax=128M' /etc/systemd/system/fleetgate-agent.service.d/site.
 cx grep -qx "node = \"$ANODE\"" /etc/fleetgate/agent.toml || fail "agent.toml does not name $ANODE"
 wait_for 30 "series from $ANODE with its label" node_has "$ANODE" 'rollout="packages-test"' || fail "no series from $ANODE"
 wait_for 20 "container metrics from $ANODE" node_has "$ANODE" '^container_last_seen\{' || fail "no container metrics from $ANODE"
-ok "the play installed the package, configured and started it; $ANODE is up with host and container series"
+ok "the play replaced the binary install with the package, configured and started it; $ANODE is up with host and container series"
 
 step "Ansible package mode: a second run changes nothing"
 play "$TMP/run2.log" --tags run-agent || fail "second run"
@@ -379,22 +398,6 @@ grep -A1 'Re-admit the node removed by an earlier stop' "$TMP/run3.log" | grep -
 wait_for 30 "series from $ANODE again" node_has "$ANODE" '^node_uname_info\{' || fail "$ANODE's series did not come back"
 [ "$(node_state "$ANODE")" = up ] || fail "$ANODE is not up after the re-run"
 ok "re-admitted; $ANODE up again with its series"
-
-step "Ansible binary mode under systemd (the same unit file, a drop-in for /usr/local/bin)"
-cx dpkg --purge fleetgate-agent >/dev/null 2>&1 || fail "purging the package before the binary mode"
-BNODE=fg-packages-binary-$id
-binary_vars=(-e fleetgate_agent_install_mode=binary -e "fleetgate_agent_node=$BNODE"
-             -e "fleetgate_agent_binary_src=$target_dir/release/fleetgate-agent")
-play "$TMP/bin1.log" --tags run-agent "${binary_vars[@]}" || fail "binary mode run"
-cxi cmp -s /etc/systemd/system/fleetgate-agent.service - <"$root/packaging/systemd/fleetgate-agent.service" \
-  || fail "the binary mode's unit is not packaging/systemd/fleetgate-agent.service"
-[ "$(cx systemctl show -p ExecStart --value fleetgate-agent | grep -o 'path=[^ ;]*')" = path=/usr/local/bin/fleetgate-agent ] \
-  || fail "the binary mode's unit does not run /usr/local/bin/fleetgate-agent"
-wait_for 30 "series from $BNODE" node_has "$BNODE" '^node_uname_info\{' || fail "no series from $BNODE"
-play "$TMP/bin2.log" --tags stop-agent "${binary_vars[@]}" || fail "binary mode stop"
-[ "$(cx systemctl is-active fleetgate-agent)" != active ] || fail "the binary mode's agent still runs after the stop play"
-node_gone "$BNODE" || fail "$BNODE's series are still on /metrics after the stop"
-ok "binary mode: the packaged unit file plus drop-in; $BNODE up, then stopped and deregistered"
 
 echo
 echo "packages: ${passed} passed, 0 failed ($((SECONDS - started))s)"
