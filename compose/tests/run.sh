@@ -183,6 +183,7 @@ GRAFANA_ADMIN_PASSWORD=unused-$id
 FLEETGATE_VERSION=$tag
 FLEETGATE_HUB_PORT=$mon_port
 FLEETGATE_INTERVAL=2s
+ALERTMANAGER_WEBHOOK_URL=http://127.0.0.1:9/unused-$id
 EOF
   # This machine's / is a private mount: no rslave (the same override the Ansible test uses).
   mon_compose=(docker-compose -p "$mon_project" --env-file "$tmp/mon.env" -f "$compose/monitoring.yml"

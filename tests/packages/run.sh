@@ -141,7 +141,41 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
 fi
 ok "image $image"
 
+# On a cgroup-v1 host, systemd in the container mounts every enabled controller the host left
+# unmounted (hugetlb, perf_event, net_cls,net_prio on a bare Docker host). Those hierarchies then
+# exist in the kernel but not on the host, and the host's dockerd can no longer read container
+# stats ("cannot find cgroup mount destination"). Mount them on the host first, so the container's
+# systemd finds them through the shared /sys/fs/cgroup and both sides use the same hierarchies.
+unmounted_controllers() {
+  local mounted name hierarchy enabled
+  mounted=$(awk '$3 == "cgroup" { print $4 }' /proc/mounts | tr ',' '\n')
+  while read -r name hierarchy _ enabled; do
+    [ "$enabled" = 1 ] && ! grep -qx -- "$name" <<<"$mounted" && echo "$name $hierarchy"
+  done < <(grep -v '^#' /proc/cgroups)
+  return 0
+}
+mount_cgroup_v1_controllers() {
+  [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] || return 0
+  local missing groups group dir
+  missing=$(unmounted_controllers)
+  [ -n "$missing" ] || return 0
+  # Controllers already joined in one hierarchy mount together; new ones as systemd joins them.
+  groups=$(awk '{ key = $2 != 0 ? $2 : ($1 ~ /^net_(cls|prio)$/ ? "net" : ($1 ~ /^cpu(acct)?$/ ? "cpu" : $1))
+                  g[key] = g[key] ? g[key] "," $1 : $1 }
+                END { for (k in g) print g[k] }' <<<"$missing")
+  mount -o remount,rw /sys/fs/cgroup
+  for group in $groups; do
+    dir=/sys/fs/cgroup/$group
+    mkdir -p "$dir"
+    mountpoint -q "$dir" || mount -t cgroup -o "$group" cgroup "$dir" \
+      || { mount -o remount,ro /sys/fs/cgroup; fail "mounting the cgroup-v1 controllers $group on the host"; }
+    echo "mounted the host's unmounted cgroup controllers $group at $dir"
+  done
+  mount -o remount,ro /sys/fs/cgroup
+}
+
 step "systemd as PID 1 in a container"
+mount_cgroup_v1_controllers
 docker network create "$net" >/dev/null || fail "docker network create"
 gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$net")
 [ -n "$gateway" ] || fail "network $net has no gateway address"
@@ -398,6 +432,15 @@ grep -A1 'Re-admit the node removed by an earlier stop' "$TMP/run3.log" | grep -
 wait_for 30 "series from $ANODE again" node_has "$ANODE" '^node_uname_info\{' || fail "$ANODE's series did not come back"
 [ "$(node_state "$ANODE")" = up ] || fail "$ANODE is not up after the re-run"
 ok "re-admitted; $ANODE up again with its series"
+
+step "the host's Docker engine is unharmed"
+# Every controller the container's systemd uses must be one the host has mounted (see above).
+left=$(unmounted_controllers)
+[ -z "$left" ] || fail "cgroup controllers in use but not mounted on the host: $(tr '\n' ' ' <<<"$left")"
+docker stats --no-stream --format '{{.MemUsage}}' "$container" >"$TMP/stats" 2>&1 \
+  || fail "docker stats of the systemd container: $(cat "$TMP/stats")"
+grep -q '^0B' "$TMP/stats" && fail "docker stats reads no memory for the systemd container: $(cat "$TMP/stats")"
+ok "every cgroup controller is mounted on the host; docker stats reads $(cat "$TMP/stats")"
 
 echo
 echo "packages: ${passed} passed, 0 failed ($((SECONDS - started))s)"
