@@ -679,6 +679,30 @@ impl Store {
             .insert(node.to_string(), quarantined);
     }
 
+    /// The families of `node`'s exposed snapshot, while it is fresh, sorted by name: name,
+    /// TYPE and series (the fleet page's per-node detail).
+    pub fn node_families(&self, node: &str) -> Vec<(Arc<str>, MetricType, usize)> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let Some(snapshot) = inner
+            .slots
+            .get(node)
+            .and_then(|s| s.snapshot.as_ref())
+            .filter(|s| !s.is_stale(now))
+        else {
+            return Vec::new();
+        };
+        snapshot
+            .layout
+            .families()
+            .iter()
+            .filter_map(|b| {
+                let kind = inner.index.get(&**b.name())?.kind;
+                Some((Arc::clone(b.name()), kind, b.series()))
+            })
+            .collect()
+    }
+
     /// The state of one node.
     pub fn status(&self, node: &str) -> NodeStatus {
         let now = Instant::now();
@@ -939,6 +963,39 @@ mod tests {
             Outcome::Revoked
         );
         assert_eq!(s.blocks(), 2);
+    }
+
+    #[test]
+    fn node_families_names_kinds_and_series_of_a_fresh_snapshot() {
+        use crate::test_support::{families, prepared};
+        let names: Vec<String> = ["b", "a", "c"].iter().map(|s| s.to_string()).collect();
+        let s = Store::new();
+        s.apply(
+            "n",
+            1,
+            Some(1),
+            prepared("n", families(&names, &[1.0])),
+            Duration::from_secs(60),
+        );
+        let got: Vec<(String, MetricType, usize)> = s
+            .node_families("n")
+            .into_iter()
+            .map(|(name, kind, series)| (name.to_string(), kind, series))
+            .collect();
+        let a = ("a".to_string(), MetricType::Histogram, 1);
+        let c = ("c".to_string(), MetricType::Summary, 2);
+        assert!(got.contains(&a) && got.contains(&c), "{got:?}");
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{got:?}");
+        assert!(s.node_families("other").is_empty());
+        s.apply(
+            "stale",
+            1,
+            Some(1),
+            prepared("stale", families(&names, &[1.0])),
+            Duration::ZERO,
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.node_families("stale").is_empty());
     }
 
     mod values {
