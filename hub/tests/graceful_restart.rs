@@ -122,7 +122,8 @@ async fn a_bad_snapshots_file_is_skipped_with_one_log_line() {
 
     // One flipped byte in the middle fails the checksum; a version byte from the future is
     // another format. Either way the hub starts, without the snapshots, and says so once.
-    let damages: [(&str, fn(&mut Vec<u8>)); 2] = [
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 2] = [
         ("corrupt", |b| {
             let mid = b.len() / 2;
             b[mid] ^= 0x55;
