@@ -205,7 +205,7 @@ class Stack:
     def start_triton(self):
         http, grpc, metrics = free_port(), free_port(), free_port()
         env = dict(os.environ)
-        self.spawn("triton", [self.python, str(HERE / "triton_server.py"),
+        self.spawn("triton", [self.python, str(ROOT / "tests" / "triton" / "serve.py"),
                               str(http), str(grpc), str(metrics)], env=env)
         self.triton_http = f"http://127.0.0.1:{http}"
         self.triton_metrics = f"http://127.0.0.1:{metrics}/metrics"
