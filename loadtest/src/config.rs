@@ -27,7 +27,7 @@ pub struct Config {
     /// Containers per node (about 40 cAdvisor series each).
     #[arg(long, env = "FLEETGATE_LOADTEST_CONTAINERS", default_value_t = 4)]
     pub containers: usize,
-    /// GPUs per node (20 DCGM series each).
+    /// GPUs per node (one series of each of the agent's 28 DCGM families per GPU).
     #[arg(long, env = "FLEETGATE_LOADTEST_GPUS", default_value_t = 2)]
     pub gpus: usize,
     /// Push interval of every node.
