@@ -37,11 +37,13 @@ const DEBUG: Measured = Measured {
     bytes_per_sample: 1.73,
 };
 
-/// `cargo test --release`.
+/// `cargo test --release` (measured with the release binaries: `FLEETGATE_AGENT_BIN` and
+/// `FLEETGATE_HUB_BIN` pointing into `target/release`); three runs gave 10.2-10.5 MiB (RssAnon
+/// 2.5 MiB), 5.0-6.0 ms and 1.67-1.86 bytes per sample.
 const RELEASE: Measured = Measured {
-    rss_mib: 9.0,
-    cpu_ms_per_cycle: 3.0,
-    bytes_per_sample: 1.6,
+    rss_mib: 10.4,
+    cpu_ms_per_cycle: 5.5,
+    bytes_per_sample: 1.75,
 };
 
 fn pushes_ok(fams: &[Family]) -> f64 {
@@ -102,10 +104,12 @@ async fn measure(hub: &Hub, agent: &mut Agent) -> Window {
 
 #[tokio::test]
 async fn agent_stays_within_twice_its_measured_footprint() {
-    let measured = if cfg!(debug_assertions) {
-        DEBUG
+    // The bounds of this test's own build profile: an agent named by FLEETGATE_AGENT_BIN is
+    // judged by them too, whatever its profile.
+    let (profile, measured) = if cfg!(debug_assertions) {
+        ("debug", DEBUG)
     } else {
-        RELEASE
+        ("release", RELEASE)
     };
     let hub = Hub::start(&[]);
     let state = tempfile::tempdir().unwrap();
@@ -142,13 +146,9 @@ async fn agent_stays_within_twice_its_measured_footprint() {
     let cpu_ms_per_cycle = w.cpu.as_secs_f64() * 1e3 / w.cycles;
     let bytes_per_sample = w.bytes / w.samples;
     eprintln!(
-        "{} build: RSS peak {rss_mib:.1} MiB (RssAnon {:.1} MiB), CPU {cpu_ms_per_cycle:.1} ms \
-         per cycle over {} pushes, {bytes_per_sample:.2} bytes per sample ({} samples)",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
+        "RSS peak {rss_mib:.1} MiB (RssAnon {:.1} MiB), CPU {cpu_ms_per_cycle:.1} ms per cycle \
+         over {} pushes, {bytes_per_sample:.2} bytes per sample ({} samples); judged against \
+         the {profile} figures",
         w.anon as f64 / (1 << 20) as f64,
         w.cycles,
         w.samples,
