@@ -29,9 +29,10 @@ if [ "${FLEETGATE_ALLOW_SKIP:-0}" = 1 ]; then
 fi
 
 # --- Debian packages -----------------------------------------------------------------------
-PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd file openssl libc6-dev
-          g++)
+PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
+          docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
+          systemd file openssl libc6-dev g++ chromium chromium-driver tinyproxy
+          debootstrap dpkg-dev binutils help2man lintian)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -44,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Python venv (Triton on CPU, Ansible tooling) -------------------------------------------
-if ! .venv/bin/python -c 'import pytriton, ansible, requests' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import pytriton, ansible, ansible_collections.community.docker, requests, selenium' >/dev/null 2>&1 \
    || ! [ -x .venv/bin/ansible-lint ] || ! [ -x .venv/bin/yamllint ]; then
   log "creating .venv with scripts/requirements-test.txt"
   python3 -m venv .venv
@@ -72,7 +73,10 @@ cargo build --release -p fleetgate-hub -p fleetgate-agent -p fleetgate-loadtest
 suite "cargo test" cargo test --workspace --no-fail-fast
 suite "compose" bash compose/tests/run.sh
 suite "dashboards" bash tests/dashboards/run.sh
+suite "alerts" bash tests/alerts/run.sh
 suite "ansible" bash ansible/tests/run.sh
+suite "fleet page" bash tests/browser/run.sh
+suite "packages" bash tests/packages/run.sh
 suite "loadtest --quick" "$TARGET_DIR/release/fleetgate-loadtest" --quick --hub-bin "$TARGET_DIR/release/fleetgate-hub" --json "$TARGET_DIR/loadtest-quick.json" --max-failed 0 --min-ingest-ratio 0.9
 suite "fuzz corpus" bash fuzz/run.sh
 

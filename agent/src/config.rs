@@ -1,14 +1,17 @@
 //! The agent's one configuration: command-line flags, each with its `FLEETGATE_*` environment
-//! variable, over an optional TOML file with the same keys, over the defaults. Validated once at
-//! start-up into [`Config`]; every error names the field it is about.
+//! variable, over an optional TOML file with the same keys, over the defaults — merged by
+//! [`fleetgate_daemon::settings`] under the same rules as the hub's. Validated once at start-up
+//! into [`Config`]; every error names the setting it is about.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fleetgate_daemon::settings::{Given, Layers, Origin};
 use serde::Deserialize;
+
+use crate::hub_client::ProxyUrl;
 
 /// Command line of `fleetgate-agent`. Every value is kept as given (strings) so that
 /// [`Config::from_args`] can report a bad one by its environment variable name.
@@ -96,6 +99,14 @@ pub struct Args {
     /// Where the host's / is mounted.
     #[arg(long, global = true, env = "FLEETGATE_ROOTFS_PATH")]
     pub rootfs_path: Option<PathBuf>,
+    /// Directory whose `*.prom` files are merged into every snapshot, like node_exporter's
+    /// textfile collector (off when unset).
+    #[arg(long, global = true, env = "FLEETGATE_TEXTFILE_DIR")]
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub, `http://[user:password@]host:port`; without it the
+    /// agent uses HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies to both.
+    #[arg(long, global = true, env = "FLEETGATE_PROXY", hide_env_values = true)]
+    pub proxy: Option<String>,
 }
 
 /// Subcommands.
@@ -118,12 +129,12 @@ pub enum Mode {
     Deregister,
 }
 
-/// The TOML file: the same keys as the flags, every one optional.
+/// The TOML file: the same keys as the flags, every one optional; the enrollment token only as
+/// `enroll_token_file` (secrets never sit in configuration files).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     hub: Option<String>,
-    enroll_token: Option<String>,
     enroll_token_file: Option<PathBuf>,
     node: Option<String>,
     interval: Option<String>,
@@ -138,6 +149,8 @@ struct FileConfig {
     proc_path: Option<PathBuf>,
     sys_path: Option<PathBuf>,
     rootfs_path: Option<PathBuf>,
+    textfile_dir: Option<PathBuf>,
+    proxy: Option<String>,
 }
 
 /// A collector that can be switched on or off with `--collectors`.
@@ -177,26 +190,45 @@ impl CollectorKind {
     }
 }
 
-/// A secret string that never shows up in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub use fleetgate_daemon::{ConfigError, Secret};
 
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
+/// The agent's settings: TOML key, flag and environment variable of each.
+mod keys {
+    use fleetgate_daemon::Key;
+    pub const HUB: Key = Key::new("hub", "--hub", "FLEETGATE_HUB");
+    pub const ENROLL_TOKEN: Key =
+        Key::new("enroll_token", "--enroll-token", "FLEETGATE_ENROLL_TOKEN");
+    pub const ENROLL_TOKEN_FILE: Key = Key::new(
+        "enroll_token_file",
+        "--enroll-token-file",
+        "FLEETGATE_ENROLL_TOKEN_FILE",
+    );
+    pub const NODE: Key = Key::new("node", "--node", "FLEETGATE_NODE");
+    pub const INTERVAL: Key = Key::new("interval", "--interval", "FLEETGATE_INTERVAL");
+    pub const PUSH_TIMEOUT: Key =
+        Key::new("push_timeout", "--push-timeout", "FLEETGATE_PUSH_TIMEOUT");
+    pub const SCRAPE_TIMEOUT: Key = Key::new(
+        "scrape_timeout",
+        "--scrape-timeout",
+        "FLEETGATE_SCRAPE_TIMEOUT",
+    );
+    pub const STATE_DIR: Key = Key::new("state_dir", "--state-dir", "FLEETGATE_STATE_DIR");
+    pub const LABELS: Key = Key::new("labels", "--label", "FLEETGATE_LABELS");
+    pub const COLLECTORS: Key = Key::new("collectors", "--collectors", "FLEETGATE_COLLECTORS");
+    pub const DOCKER_SOCKET: Key = Key::new(
+        "docker_socket",
+        "--docker-socket",
+        "FLEETGATE_DOCKER_SOCKET",
+    );
+    pub const TRITON_URL: Key = Key::new("triton_url", "--triton-url", "FLEETGATE_TRITON_URL");
+    pub const SCRAPE_URLS: Key = Key::new("scrape_urls", "--scrape-url", "FLEETGATE_SCRAPE_URLS");
+    pub const PROC_PATH: Key = Key::new("proc_path", "--proc-path", "FLEETGATE_PROC_PATH");
+    pub const SYS_PATH: Key = Key::new("sys_path", "--sys-path", "FLEETGATE_SYS_PATH");
+    pub const ROOTFS_PATH: Key = Key::new("rootfs_path", "--rootfs-path", "FLEETGATE_ROOTFS_PATH");
+    pub const ONCE: Key = Key::new("once", "--once", "FLEETGATE_ONCE");
+    pub const TEXTFILE_DIR: Key =
+        Key::new("textfile_dir", "--textfile-dir", "FLEETGATE_TEXTFILE_DIR");
+    pub const PROXY: Key = Key::new("proxy", "--proxy", "FLEETGATE_PROXY");
 }
 
 /// Where the host collector reads the host's pseudo file systems.
@@ -240,19 +272,10 @@ pub struct Config {
     pub scrape_urls: Vec<String>,
     /// Host file system mounts for the host collector.
     pub host: HostMounts,
-}
-
-/// A configuration that cannot be used; the message names the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A value is invalid.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// The field as the operator sets it, e.g. `FLEETGATE_INTERVAL`.
-        field: String,
-        /// What is wrong with the value.
-        message: String,
-    },
+    /// Directory of `*.prom` files for the textfile collector; `None` switches it off.
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub; `None` leaves it to the environment.
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// Default push interval.
@@ -260,177 +283,177 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
 impl Config {
     /// Loads the TOML file named by `--config` (if any), merges it under the flags and the
-    /// environment, applies defaults and validates everything.
+    /// environment, applies defaults and validates everything
+    /// ([`fleetgate_daemon::settings`], the hub's rules too).
     pub fn from_args(args: Args) -> Result<(Mode, Config), ConfigError> {
+        let (layers, file) = Layers::read::<FileConfig>(args.config.as_deref(), &["enroll_token"])?;
         let mode = match (args.command, args.once) {
             (Some(Command::Deregister), true) => {
-                return Err(invalid("--once", "cannot be combined with deregister"))
+                return Err(fleetgate_daemon::settings::error(
+                    keys::ONCE,
+                    &Origin::CommandLine,
+                    "cannot be combined with deregister",
+                ))
             }
             (Some(Command::Deregister), false) => Mode::Deregister,
             (_, true) => Mode::Once,
             (_, false) => Mode::Run,
         };
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+
+        let hub = layers.pick_or(
+            keys::HUB,
+            args.hub,
+            file.hub,
+            "http://127.0.0.1:8000".into(),
+        );
+        let hub = validate_url(&hub.value, &hub)?;
+
+        let enroll_token = layers.secret(
+            keys::ENROLL_TOKEN,
+            args.enroll_token,
+            keys::ENROLL_TOKEN_FILE,
+            args.enroll_token_file,
+            file.enroll_token_file,
+        )?;
+
+        let node = match layers.pick(keys::NODE, args.node, file.node) {
+            Some(n) => validate_node(&n)?,
+            None => validate_node(&Given {
+                value: local_hostname(),
+                key: keys::NODE,
+                origin: Origin::Default,
+            })?,
         };
-        // Names a field by its environment variable, or by the file key when the file set it.
-        let from_file = |key: &str| match &args.config {
-            Some(p) => format!("{} ({key})", p.display()),
-            None => key.to_string(),
-        };
-        let pick =
-            |flag: Option<String>, file: Option<String>, env: &str, key: &str| match (flag, file) {
-                (Some(v), _) => Some((v, env.to_string())),
-                (None, Some(v)) => Some((v, from_file(key))),
-                (None, None) => None,
+
+        let duration = |key, flag, in_file, default| {
+            let Some(given) = layers.pick(key, flag, in_file) else {
+                return Ok(default);
             };
-
-        let (hub, hub_field) = pick(args.hub, file.hub, "FLEETGATE_HUB", "hub")
-            .unwrap_or_else(|| ("http://127.0.0.1:8000".into(), "FLEETGATE_HUB".into()));
-        let hub = validate_url(&hub, &hub_field)?;
-
-        let enroll_token = match (
-            args.enroll_token.or(file.enroll_token),
-            args.enroll_token_file.or(file.enroll_token_file),
-        ) {
-            (Some(t), _) => Some(non_empty_token(t, "FLEETGATE_ENROLL_TOKEN")?),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    invalid(
-                        "FLEETGATE_ENROLL_TOKEN_FILE",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                Some(non_empty_token(text, "FLEETGATE_ENROLL_TOKEN_FILE")?)
+            let d = given.duration()?;
+            if d < Duration::from_millis(10) {
+                return Err(given.invalid(format!(
+                    "duration {:?} is too short (at least 10ms)",
+                    given.value
+                )));
             }
-            (None, None) => None,
-        };
-
-        let node = match pick(args.node, file.node, "FLEETGATE_NODE", "node") {
-            Some((n, field)) => validate_node(n, &field)?,
-            None => validate_node(local_hostname(), "FLEETGATE_NODE (from the hostname)")?,
-        };
-
-        let duration = |flag, file, env: &str, key: &str, default: Duration| match pick(
-            flag, file, env, key,
-        ) {
-            Some((text, field)) => parse_duration(&text, &field),
-            None => Ok(default),
+            Ok(d)
         };
         let interval = duration(
+            keys::INTERVAL,
             args.interval,
             file.interval,
-            "FLEETGATE_INTERVAL",
-            "interval",
             DEFAULT_INTERVAL,
         )?;
         let push_timeout = duration(
+            keys::PUSH_TIMEOUT,
             args.push_timeout,
             file.push_timeout,
-            "FLEETGATE_PUSH_TIMEOUT",
-            "push_timeout",
             Duration::from_secs(10),
         )?;
         let scrape_timeout = duration(
+            keys::SCRAPE_TIMEOUT,
             args.scrape_timeout,
             file.scrape_timeout,
-            "FLEETGATE_SCRAPE_TIMEOUT",
-            "scrape_timeout",
             Duration::from_secs(5),
         )?;
 
+        // `--label k=v` on the command line, a `[labels]` table in the file.
+        let flag_labels = (!args.labels.is_empty()).then_some(args.labels);
+        let file_labels = file
+            .labels
+            .map(|t| t.into_iter().map(|(k, v)| format!("{k}={v}")).collect());
         let mut labels = BTreeMap::new();
-        let (label_source, label_field) = if args.labels.is_empty() {
-            (
-                file.labels
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-                from_file("labels"),
-            )
-        } else {
-            let mut pairs = Vec::new();
-            for item in args
-                .labels
+        if let Some(given) = layers.pick(keys::LABELS, flag_labels, file_labels) {
+            for item in given
+                .value
                 .iter()
                 .map(|s| s.trim())
                 .filter(|s| !s.is_empty())
             {
                 let (k, v) = item.split_once('=').ok_or_else(|| {
-                    invalid(
-                        "FLEETGATE_LABELS",
-                        format!("label {item:?} is not written as name=value"),
-                    )
+                    given.invalid(format!("label {item:?} is not written as name=value"))
                 })?;
-                pairs.push((k.trim().to_string(), v.trim().to_string()));
+                validate_label_name(k.trim(), &given)?;
+                labels.insert(k.trim().to_string(), v.trim().to_string());
             }
-            (pairs, "FLEETGATE_LABELS".to_string())
-        };
-        for (name, value) in label_source {
-            validate_label_name(&name, &label_field)?;
-            labels.insert(name, value);
         }
 
-        let (collector_names, collectors_field) = match (args.collectors, file.collectors) {
-            (Some(list), _) => (list, "FLEETGATE_COLLECTORS".to_string()),
-            (None, Some(list)) => (list, from_file("collectors")),
-            (None, None) => (
-                CollectorKind::ALL
-                    .iter()
-                    .map(|k| k.as_str().to_string())
-                    .collect(),
-                String::new(),
-            ),
-        };
+        let names = layers.pick_or(
+            keys::COLLECTORS,
+            args.collectors,
+            file.collectors,
+            CollectorKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+        );
         let mut collectors = Vec::new();
-        for name in collector_names
+        for name in names
+            .value
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
         {
             let kind = CollectorKind::from_name(name).ok_or_else(|| {
-                invalid(
-                    &collectors_field,
-                    format!("unknown collector {name:?} (known: host, gpu, containers, triton)"),
-                )
+                names.invalid(format!(
+                    "unknown collector {name:?} (known: host, gpu, containers, triton)"
+                ))
             })?;
             if !collectors.contains(&kind) {
                 collectors.push(kind);
             }
         }
 
-        let (triton_url, triton_field) = pick(
+        let triton = layers.pick_or(
+            keys::TRITON_URL,
             args.triton_url,
             file.triton_url,
-            "FLEETGATE_TRITON_URL",
-            "triton_url",
-        )
-        .unwrap_or_else(|| {
-            (
-                "http://127.0.0.1:8002/metrics".into(),
-                "FLEETGATE_TRITON_URL".into(),
-            )
-        });
-        let triton_url = validate_url(&triton_url, &triton_field)?;
+            "http://127.0.0.1:8002/metrics".into(),
+        );
+        let triton_url = validate_url(&triton.value, &triton)?;
 
-        let (scrape_list, scrape_field) = if args.scrape_urls.is_empty() {
-            (
-                file.scrape_urls.unwrap_or_default(),
-                from_file("scrape_urls"),
-            )
-        } else {
-            (args.scrape_urls, "FLEETGATE_SCRAPE_URLS".to_string())
-        };
+        let flag_urls = (!args.scrape_urls.is_empty()).then_some(args.scrape_urls);
         let mut scrape_urls = Vec::new();
-        for url in scrape_list
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-        {
-            scrape_urls.push(validate_url(url, &scrape_field)?);
+        if let Some(given) = layers.pick(keys::SCRAPE_URLS, flag_urls, file.scrape_urls) {
+            for url in given
+                .value
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+            {
+                scrape_urls.push(validate_url(url, &given)?);
+            }
         }
 
+        let textfile_dir =
+            match layers.pick(keys::TEXTFILE_DIR, args.textfile_dir, file.textfile_dir) {
+                Some(dir) if dir.value.as_os_str().is_empty() => {
+                    return Err(dir.invalid(
+                        "must not be empty (leave it unset to switch the textfile collector off)",
+                    ))
+                }
+                Some(dir) => Some(dir.value),
+                None => None,
+            };
+        let proxy = match layers.pick(keys::PROXY, args.proxy, file.proxy) {
+            Some(given) => {
+                let proxy = ProxyUrl::parse(&given.value).map_err(|e| given.invalid(e))?;
+                if proxy.has_password() && matches!(given.origin, Origin::File(_)) {
+                    return Err(given.invalid(
+                        "a configuration file may not hold a secret: give a proxy URL with a \
+                         password in FLEETGATE_PROXY or HTTPS_PROXY instead",
+                    ));
+                }
+                Some(proxy)
+            }
+            None => None,
+        };
+
+        let path = |key, flag, in_file, default: &str| {
+            layers
+                .pick_or(key, flag, in_file, PathBuf::from(default))
+                .value
+        };
         let config = Config {
             hub,
             enroll_token,
@@ -438,34 +461,57 @@ impl Config {
             interval,
             push_timeout,
             scrape_timeout,
-            state_dir: args
-                .state_dir
-                .or(file.state_dir)
-                .unwrap_or_else(|| "/var/lib/fleetgate-agent".into()),
+            state_dir: path(
+                keys::STATE_DIR,
+                args.state_dir,
+                file.state_dir,
+                "/var/lib/fleetgate-agent",
+            ),
             labels,
             collectors,
-            docker_socket: args
-                .docker_socket
-                .or(file.docker_socket)
-                .unwrap_or_else(|| "/var/run/docker.sock".into()),
+            docker_socket: path(
+                keys::DOCKER_SOCKET,
+                args.docker_socket,
+                file.docker_socket,
+                "/var/run/docker.sock",
+            ),
             triton_url,
             scrape_urls,
             host: HostMounts {
-                proc: args
-                    .proc_path
-                    .or(file.proc_path)
-                    .unwrap_or_else(|| "/proc".into()),
-                sys: args
-                    .sys_path
-                    .or(file.sys_path)
-                    .unwrap_or_else(|| "/sys".into()),
-                rootfs: args
-                    .rootfs_path
-                    .or(file.rootfs_path)
-                    .unwrap_or_else(|| "/".into()),
+                proc: path(keys::PROC_PATH, args.proc_path, file.proc_path, "/proc"),
+                sys: path(keys::SYS_PATH, args.sys_path, file.sys_path, "/sys"),
+                rootfs: path(keys::ROOTFS_PATH, args.rootfs_path, file.rootfs_path, "/"),
             },
+            textfile_dir,
+            proxy,
         };
         Ok((mode, config))
+    }
+
+    /// How requests to the hub leave this machine, for the start-up log line.
+    pub fn outbound(&self) -> String {
+        if let Some(p) = &self.proxy {
+            return format!("proxy {} (--proxy)", p.redacted());
+        }
+        let set: Vec<&str> = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+        if set.is_empty() {
+            "direct".into()
+        } else {
+            format!(
+                "proxy from {} unless NO_PROXY matches the hub",
+                set.join(", ")
+            )
+        }
     }
 
     /// Whether `kind` is in the enabled collector list.
@@ -474,95 +520,43 @@ impl Config {
     }
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let field = format!("FLEETGATE_CONFIG ({})", path.display());
-    let text =
-        std::fs::read_to_string(path).map_err(|e| invalid(&field, format!("cannot read: {e}")))?;
-    toml::from_str(&text)
-        .map_err(|e| invalid(&field, e.message().to_string() + &location(&text, e.span())))
-}
-
-fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(r) => format!(
-            " (line {})",
-            text[..r.start.min(text.len())].lines().count().max(1)
-        ),
-        None => String::new(),
-    }
-}
-
-fn parse_duration(text: &str, field: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        invalid(
-            field,
-            format!("invalid duration {text:?} ({e}; write e.g. 15s or 1m)"),
-        )
-    })?;
-    if d < Duration::from_millis(10) {
-        return Err(invalid(
-            field,
-            format!("duration {text:?} is too short (at least 10ms)"),
-        ));
-    }
-    Ok(d)
-}
-
-fn validate_url(url: &str, field: &str) -> Result<String, ConfigError> {
+fn validate_url<T>(url: &str, given: &Given<T>) -> Result<String, ConfigError> {
     let parsed = reqwest::Url::parse(url.trim())
-        .map_err(|e| invalid(field, format!("invalid URL {url:?}: {e}")))?;
+        .map_err(|e| given.invalid(format!("invalid URL {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid(
-            field,
-            format!("URL {url:?} must start with http:// or https://"),
-        ));
+        return Err(given.invalid(format!("URL {url:?} must start with http:// or https://")));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(invalid(field, format!("URL {url:?} has no host")));
+        return Err(given.invalid(format!("URL {url:?} has no host")));
     }
     Ok(url.trim().trim_end_matches('/').to_string())
 }
 
-fn validate_node(node: String, field: &str) -> Result<String, ConfigError> {
-    let node = node.trim().to_string();
+fn validate_node(given: &Given<String>) -> Result<String, ConfigError> {
+    let node = given.value.trim().to_string();
     if node.is_empty() {
-        return Err(invalid(field, "node name is empty"));
+        return Err(given.invalid("node name is empty"));
     }
     if node.len() > 253 || node.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            field,
-            format!("node name {node:?} must be at most 253 characters without spaces"),
-        ));
+        return Err(given.invalid(format!(
+            "node name {node:?} must be at most 253 characters without spaces"
+        )));
     }
     Ok(node)
 }
 
-fn validate_label_name(name: &str, field: &str) -> Result<(), ConfigError> {
+fn validate_label_name<T>(name: &str, given: &Given<T>) -> Result<(), ConfigError> {
     if !fleetgate_shared::names::is_valid_label_name(name) || name.starts_with("__") {
-        return Err(invalid(field, format!("invalid label name {name:?} (must match [a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")));
+        return Err(given.invalid(format!(
+            "invalid label name {name:?} (must match [a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        )));
     }
     if matches!(name, "instance" | "node" | "job") {
-        return Err(invalid(
-            field,
-            format!("label {name:?} is set by the hub or Prometheus and cannot be configured"),
-        ));
+        return Err(given.invalid(format!(
+            "label {name:?} is set by the hub or Prometheus and cannot be configured"
+        )));
     }
     Ok(())
-}
-
-fn non_empty_token(text: String, field: &str) -> Result<Secret, ConfigError> {
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(invalid(field, "token is empty"));
-    }
-    Ok(Secret::new(token))
 }
 
 /// The machine's hostname (the default node name).
@@ -614,7 +608,7 @@ mod tests {
             "--scrape-url",
             "http://127.0.0.1:9100/metrics",
             "--enroll-token",
-            "s3cret",
+            "s3cret-enroll-token-0",
         ])
         .unwrap();
         assert_eq!(mode, Mode::Once);
@@ -635,24 +629,73 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert!(err(&["--node", "n", "--interval", "abc"])
-            .starts_with("FLEETGATE_INTERVAL: invalid duration \"abc\""));
-        assert!(err(&["--node", "n", "--hub", "ftp://x"]).starts_with("FLEETGATE_HUB: "));
-        assert!(err(&["--node", "n", "--hub", "not a url"]).starts_with("FLEETGATE_HUB: "));
-        assert!(err(&["--node", "n", "--label", "1x=y"])
-            .starts_with("FLEETGATE_LABELS: invalid label name"));
-        assert!(err(&["--node", "n", "--label", "novalue"]).starts_with("FLEETGATE_LABELS: "));
-        assert!(err(&["--node", "n", "--label", "instance=x"]).starts_with("FLEETGATE_LABELS: "));
-        assert!(err(&["--node", "n", "--collectors", "host,disk"])
-            .contains("FLEETGATE_COLLECTORS: unknown collector \"disk\""));
-        assert!(err(&["--node", "n", "--triton-url", "localhost:8002"])
-            .starts_with("FLEETGATE_TRITON_URL: "));
-        assert!(err(&["--node", "n", "--scrape-url", "x"]).starts_with("FLEETGATE_SCRAPE_URLS: "));
-        assert!(err(&["--node", "a b"]).starts_with("FLEETGATE_NODE: "));
-        assert!(
-            err(&["--node", "n", "--enroll-token-file", "/nonexistent/t"])
-                .starts_with("FLEETGATE_ENROLL_TOKEN_FILE: ")
+        let names = |argv: &[&str], setting: &str, problem: &str| {
+            let mut full = vec!["--node", "n"];
+            full.extend_from_slice(argv);
+            let e = err(&full);
+            assert!(
+                e.starts_with(&format!("{setting}: {problem}")),
+                "{argv:?}: {e}"
+            );
+        };
+        names(
+            &["--interval", "abc"],
+            "--interval / FLEETGATE_INTERVAL",
+            "invalid duration \"abc\"",
         );
+        names(
+            &["--interval", "1ms"],
+            "--interval / FLEETGATE_INTERVAL",
+            "duration",
+        );
+        names(&["--hub", "ftp://x"], "--hub / FLEETGATE_HUB", "URL");
+        names(
+            &["--hub", "not a url"],
+            "--hub / FLEETGATE_HUB",
+            "invalid URL",
+        );
+        names(
+            &["--label", "1x=y"],
+            "--label / FLEETGATE_LABELS",
+            "invalid label name",
+        );
+        names(
+            &["--label", "novalue"],
+            "--label / FLEETGATE_LABELS",
+            "label",
+        );
+        names(
+            &["--label", "instance=x"],
+            "--label / FLEETGATE_LABELS",
+            "label",
+        );
+        names(
+            &["--collectors", "host,disk"],
+            "--collectors / FLEETGATE_COLLECTORS",
+            "unknown collector \"disk\"",
+        );
+        names(
+            &["--triton-url", "localhost:8002"],
+            "--triton-url / FLEETGATE_TRITON_URL",
+            "",
+        );
+        names(
+            &["--scrape-url", "x"],
+            "--scrape-url / FLEETGATE_SCRAPE_URLS",
+            "",
+        );
+        names(
+            &["--enroll-token-file", "/nonexistent/t"],
+            "--enroll-token-file / FLEETGATE_ENROLL_TOKEN_FILE",
+            "cannot read",
+        );
+        names(
+            &["--enroll-token", "short"],
+            "--enroll-token / FLEETGATE_ENROLL_TOKEN",
+            "must be at least 16",
+        );
+        let e = err(&["--node", "a b"]);
+        assert!(e.starts_with("--node / FLEETGATE_NODE: "), "{e}");
     }
 
     #[test]
@@ -675,21 +718,74 @@ mod tests {
 
         std::fs::write(&path, "interval = \"soon\"\n").unwrap();
         let e = err(&["--config", p, "--node", "n"]);
-        assert!(e.contains("(interval): invalid duration \"soon\""), "{e}");
+        assert!(
+            e.starts_with(&format!("{p}: interval: invalid duration \"soon\"")),
+            "{e}"
+        );
         std::fs::write(&path, "intervall = \"5s\"\n").unwrap();
         let e = err(&["--config", p, "--node", "n"]);
         assert!(
-            e.starts_with("FLEETGATE_CONFIG (") && e.contains("intervall"),
+            e.starts_with("--config / FLEETGATE_CONFIG (") && e.contains("intervall"),
             "{e}"
         );
+        // The enrollment token only ever as a file of its own.
+        std::fs::write(&path, "enroll_token = \"0123456789abcdef\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(e.contains("enroll_token_file"), "{e}");
+    }
+
+    #[test]
+    fn textfile_dir_and_proxy() {
+        let (_, c) = load(&["--node", "n"]).unwrap();
+        assert_eq!((c.textfile_dir.clone(), c.proxy.clone()), (None, None));
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--textfile-dir",
+            "/var/lib/prometheus/node-exporter",
+            "--proxy",
+            "http://user:s3cret@proxy.corp:3128",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.textfile_dir,
+            Some(PathBuf::from("/var/lib/prometheus/node-exporter"))
+        );
+        assert!(c.outbound().contains("user:***@proxy.corp:3128"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = err(&["--node", "n", "--proxy", "socks5://p:1080"]);
+        assert!(e.starts_with("--proxy / FLEETGATE_PROXY: "), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "proxy = \"http://proxy.corp:3128\"\ntextfile_dir = \"/tf\"\n",
+        )
+        .unwrap();
+        let (_, c) = load(&["--config", p, "--node", "n"]).unwrap();
+        assert_eq!(c.proxy.unwrap().redacted(), "http://proxy.corp:3128/");
+        assert_eq!(c.textfile_dir, Some(PathBuf::from("/tf")));
+        std::fs::write(&path, "textfile_dir = \"\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(e.starts_with(&format!("{p}: textfile_dir: ")), "{e}");
+        // A password is a secret: not in the file.
+        std::fs::write(&path, "proxy = \"http://u:s3cret@proxy.corp:3128\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(
+            e.starts_with(&format!("{p}: proxy: ")) && e.contains("secret"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]
     fn token_file_is_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
-        std::fs::write(&path, "abc\n").unwrap();
+        std::fs::write(&path, "enroll-token-0123456789\n").unwrap();
         let (_, c) = load(&["--node", "n", "--enroll-token-file", path.to_str().unwrap()]).unwrap();
-        assert_eq!(c.enroll_token.unwrap().expose(), "abc");
+        assert_eq!(c.enroll_token.unwrap().expose(), "enroll-token-0123456789");
     }
 }

@@ -4,7 +4,6 @@
 //! node and hub are unchanged.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -116,23 +115,9 @@ impl StateDir {
     }
 }
 
-/// Writes `bytes` to a temporary file with mode 0600 next to `path`, syncs it and renames it
-/// over `path`, so a crash leaves either the old or the new file, never half of one.
+/// Writes a private file durably ([`fleetgate_daemon::write_atomic`], mode 0600).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| StateDir::err(path, e))
+    fleetgate_daemon::write_atomic(path, bytes, 0o600).map_err(|e| StateDir::err(path, e))
 }
 
 /// What the agent sends to `/add_node`: the configured labels plus `node_type`, the hostname

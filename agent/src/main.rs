@@ -1,6 +1,5 @@
 //! `fleetgate-agent`: parses the configuration, sets up logging and hands over to the library.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,14 +14,7 @@ fn main() -> ExitCode {
         }
     };
     // Logs go to stderr: stdout carries the exposition text of `--once`.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    fleetgate_daemon::process::init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,7 +28,7 @@ fn main() -> ExitCode {
     // The signal handlers are installed before anything else runs, so a SIGTERM that arrives
     // during the first push (or enrollment) is held until the in-flight request is done.
     let run = async {
-        let shutdown = shutdown_signal();
+        let shutdown = fleetgate_daemon::process::shutdown_signal();
         fleetgate_agent::run(mode, config, shutdown).await
     };
     match runtime.block_on(run) {
@@ -44,32 +36,6 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "fleetgate-agent stopped");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Installs the SIGTERM and SIGINT handlers now (inside the runtime) and returns a future that
-/// resolves on the first of them. A signal that arrives while the future is not being polled
-/// is kept and seen at the next poll.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, Signal, SignalKind};
-    async fn first(s: std::io::Result<Signal>) {
-        match s {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot install a signal handler");
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-    let term = first(signal(SignalKind::terminate()));
-    let int = first(signal(SignalKind::interrupt()));
-    async move {
-        tokio::select! {
-            _ = term => {}
-            _ = int => {}
         }
     }
 }

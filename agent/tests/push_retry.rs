@@ -104,7 +104,7 @@ async fn waits_for_a_late_hub_and_honours_retry_after() {
         "--node",
         "retry",
         "--enroll-token",
-        "enroll-secret",
+        "enroll-secret-0123456789",
         "--state-dir",
         &state_arg,
         "--interval",

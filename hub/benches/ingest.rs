@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetgate_hub::config::Limits;
-use fleetgate_hub::ingest::{decode_values_body, revalue};
+use fleetgate_hub::decode::decode_values_body;
+use fleetgate_hub::prepare::revalue;
 use fleetgate_hub::store::{Outcome, Store};
 use fleetgate_shared::{encode_values, layout_hash, sample_values, ContentEncoding, ValuesHeader};
 use workload::*;
@@ -66,7 +67,7 @@ fn apply_values(store: &Store, node: &str, body: &[u8], limits: &Limits) -> usiz
     )
     .unwrap();
     let base = store.base(node, 1, push.header.base_seq).unwrap();
-    let revalued = revalue(&base, &push).unwrap();
+    let revalued = revalue(base.base(), &push).unwrap();
     let samples = revalued.samples;
     let outcome = store.apply_values(
         node,

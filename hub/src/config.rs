@@ -1,11 +1,14 @@
 //! The hub's one configuration: command-line flags and environment variables (clap), an optional
-//! TOML file, defaults — merged and validated once at start-up into [`Config`].
+//! TOML file, defaults — merged by [`fleetgate_daemon::settings`] (the agent's rules too) and
+//! validated once at start-up into [`Config`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use fleetgate_daemon::settings::Layers;
+use fleetgate_daemon::{ConfigError, Key, Secret};
 use serde::Deserialize;
 
 /// Default listen address.
@@ -22,23 +25,31 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
     about = "Accepts pushed snapshots from enrolled agents and serves one federated /metrics"
 )]
 pub struct Args {
+    /// What to do instead of serving (`nodes`); without one, the hub serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below (snake_case keys); flags and env win over it.
-    #[arg(long, env = "FLEETGATE_CONFIG")]
+    #[arg(long, global = true, env = "FLEETGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 0.0.0.0:8000].
     #[arg(long, env = "FLEETGATE_LISTEN")]
     pub listen: Option<String>,
     /// Directory for identities, generated tokens and listen.addr [default: ./data].
-    #[arg(long, env = "FLEETGATE_DATA_DIR")]
+    #[arg(long, global = true, env = "FLEETGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Admin token (prefer the env variable or --admin-token-file over the flag).
-    #[arg(long, env = "FLEETGATE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// Enrollment token for /add_node.
     #[arg(long, env = "FLEETGATE_ENROLL_TOKEN", hide_env_values = true)]
     pub enroll_token: Option<String>,
     /// File holding the admin token.
-    #[arg(long, env = "FLEETGATE_ADMIN_TOKEN_FILE")]
+    #[arg(long, global = true, env = "FLEETGATE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// File holding the enrollment token.
     #[arg(long, env = "FLEETGATE_ENROLL_TOKEN_FILE")]
@@ -75,7 +86,15 @@ pub struct Args {
     pub max_label_value_len: Option<usize>,
 }
 
-/// The `--config` TOML file: the same settings as the flags, snake_case; tokens only by file.
+/// What `fleetgate-hub` does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage the nodes of a running hub (list, show, remove, add, readmit) with the admin
+    /// token. Exit codes: 0 done, 1 the hub refused, 2 usage or settings, 3 hub unreachable.
+    Nodes(crate::cli::NodesArgs),
+}
+
+/// The `--config` TOML file: the same settings as the flags, snake_case; secrets only as files.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -95,13 +114,68 @@ struct FileConfig {
     max_label_value_len: Option<usize>,
 }
 
+/// Keys a TOML file may not hold: they are secrets, which go in files of their own.
+const SECRET_KEYS: [&str; 2] = ["admin_token", "enroll_token"];
+
+/// The hub's settings: TOML key, flag and environment variable of each.
+mod keys {
+    use fleetgate_daemon::Key;
+    pub const LISTEN: Key = Key::new("listen", "--listen", "FLEETGATE_LISTEN");
+    pub const DATA_DIR: Key = Key::new("data_dir", "--data-dir", "FLEETGATE_DATA_DIR");
+    pub const ADMIN_TOKEN: Key = Key::new("admin_token", "--admin-token", "FLEETGATE_ADMIN_TOKEN");
+    pub const ADMIN_TOKEN_FILE: Key = Key::new(
+        "admin_token_file",
+        "--admin-token-file",
+        "FLEETGATE_ADMIN_TOKEN_FILE",
+    );
+    pub const ENROLL_TOKEN: Key =
+        Key::new("enroll_token", "--enroll-token", "FLEETGATE_ENROLL_TOKEN");
+    pub const ENROLL_TOKEN_FILE: Key = Key::new(
+        "enroll_token_file",
+        "--enroll-token-file",
+        "FLEETGATE_ENROLL_TOKEN_FILE",
+    );
+    pub const TLS_CERT: Key = Key::new("tls_cert", "--tls-cert", "FLEETGATE_TLS_CERT");
+    pub const TLS_KEY: Key = Key::new("tls_key", "--tls-key", "FLEETGATE_TLS_KEY");
+    pub const INSTANCE_LABEL: Key = Key::new(
+        "instance_label",
+        "--instance-label",
+        "FLEETGATE_INSTANCE_LABEL",
+    );
+    pub const NODE_LABEL: Key = Key::new("node_label", "--node-label", "FLEETGATE_NODE_LABEL");
+    pub const STALE_AFTER: Key = Key::new("stale_after", "--stale-after", "FLEETGATE_STALE_AFTER");
+    pub const MAX_BODY_BYTES: Key = Key::new(
+        "max_body_bytes",
+        "--max-body-bytes",
+        "FLEETGATE_MAX_BODY_BYTES",
+    );
+    pub const MAX_DECOMPRESSED_BYTES: Key = Key::new(
+        "max_decompressed_bytes",
+        "--max-decompressed-bytes",
+        "FLEETGATE_MAX_DECOMPRESSED_BYTES",
+    );
+    pub const MAX_SERIES_PER_NODE: Key = Key::new(
+        "max_series_per_node",
+        "--max-series-per-node",
+        "FLEETGATE_MAX_SERIES_PER_NODE",
+    );
+    pub const MAX_LABELS_PER_SERIES: Key = Key::new(
+        "max_labels_per_series",
+        "--max-labels-per-series",
+        "FLEETGATE_MAX_LABELS_PER_SERIES",
+    );
+    pub const MAX_LABEL_VALUE_LEN: Key = Key::new(
+        "max_label_value_len",
+        "--max-label-value-len",
+        "FLEETGATE_MAX_LABEL_VALUE_LEN",
+    );
+}
+
 /// Where a token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
-    /// Given literally (environment variable or flag).
-    Value(String),
-    /// Read from a file at start-up.
-    File(PathBuf),
+    /// Given by the operator (environment variable, flag or a token file), already read.
+    Given(Secret),
     /// Generated on first start into `DATA_DIR/<name>.token`, then read back from there.
     Generated,
 }
@@ -156,23 +230,6 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// A configuration problem, naming the setting at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {field}: {problem}")]
-pub struct ConfigError {
-    /// The flag / key at fault.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-fn bad(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field,
-        problem: problem.into(),
-    }
-}
-
 impl Config {
     /// Defaults with the given data directory: what tests and embedders start from.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -191,117 +248,181 @@ impl Config {
 
     /// Merges flags/env over the `--config` file over defaults and validates the result.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
+        let (layers, file) = Layers::read::<FileConfig>(args.config.as_deref(), &SECRET_KEYS)?;
         let mut c = Config::with_data_dir(
-            args.data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| "./data".into()),
+            layers
+                .pick_or(
+                    keys::DATA_DIR,
+                    args.data_dir,
+                    file.data_dir,
+                    "./data".into(),
+                )
+                .value,
         );
-        if let Some(listen) = args.listen.or(file.listen) {
-            c.listen = listen;
+        if c.data_dir.as_os_str().is_empty() {
+            return Err(layers
+                .pick_or(keys::DATA_DIR, None, None, PathBuf::new())
+                .invalid("must not be empty"));
         }
-        c.admin_token = token_source(
-            args.admin_token,
-            args.admin_token_file.or(file.admin_token_file),
+        let listen = layers.pick_or(
+            keys::LISTEN,
+            args.listen,
+            file.listen,
+            DEFAULT_LISTEN.to_string(),
         );
-        c.enroll_token = token_source(
-            args.enroll_token,
-            args.enroll_token_file.or(file.enroll_token_file),
-        );
-        c.tls = match (
-            args.tls_cert.or(file.tls_cert),
-            args.tls_key.or(file.tls_key),
-        ) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(bad("tls_key", "--tls-cert is set but --tls-key is not"))
-            }
-            (None, Some(_)) => {
-                return Err(bad("tls_cert", "--tls-key is set but --tls-cert is not"))
-            }
+        if listen.value.parse::<SocketAddr>().is_err() {
+            return Err(listen.invalid(format!(
+                "{:?} is not an address like 0.0.0.0:8000",
+                listen.value
+            )));
+        }
+        c.listen = listen.value;
+        let token = |value_key, value, file_key, flag, in_file| {
+            Ok::<_, ConfigError>(
+                match layers.secret(value_key, value, file_key, flag, in_file)? {
+                    Some(secret) => TokenSource::Given(secret),
+                    None => TokenSource::Generated,
+                },
+            )
         };
-        if let Some(l) = args.instance_label.or(file.instance_label) {
-            c.instance_label = l;
+        c.admin_token = token(
+            keys::ADMIN_TOKEN,
+            args.admin_token,
+            keys::ADMIN_TOKEN_FILE,
+            args.admin_token_file,
+            file.admin_token_file,
+        )?;
+        c.enroll_token = token(
+            keys::ENROLL_TOKEN,
+            args.enroll_token,
+            keys::ENROLL_TOKEN_FILE,
+            args.enroll_token_file,
+            file.enroll_token_file,
+        )?;
+        c.tls = match (
+            layers.pick(keys::TLS_CERT, args.tls_cert, file.tls_cert),
+            layers.pick(keys::TLS_KEY, args.tls_key, file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert.value, key.value)),
+            (None, None) => None,
+            (Some(cert), None) => return Err(cert.invalid("is set but tls_key (--tls-key) is not")),
+            (None, Some(key)) => return Err(key.invalid("is set but tls_cert (--tls-cert) is not")),
+        };
+        for (key, flag, in_file, slot) in [
+            (
+                keys::INSTANCE_LABEL,
+                args.instance_label,
+                file.instance_label,
+                &mut c.instance_label,
+            ),
+            (
+                keys::NODE_LABEL,
+                args.node_label,
+                file.node_label,
+                &mut c.node_label,
+            ),
+        ] {
+            if let Some(label) = layers.pick(key, flag, in_file) {
+                if !fleetgate_shared::names::is_valid_label_name(&label.value)
+                    || label.value.starts_with("__")
+                {
+                    return Err(
+                        label.invalid(format!("{:?} is not a valid label name", label.value))
+                    );
+                }
+                *slot = label.value;
+            }
         }
-        if let Some(l) = args.node_label.or(file.node_label) {
-            c.node_label = l;
-        }
-        if let Some(s) = args.stale_after.or(file.stale_after) {
-            let d = humantime::parse_duration(&s)
-                .map_err(|e| bad("stale_after", format!("{s:?}: {e}")))?;
+        if let Some(stale) = layers.pick(keys::STALE_AFTER, args.stale_after, file.stale_after) {
+            let d = stale
+                .clone()
+                .parse(|s| humantime::parse_duration(s.trim()))?;
+            if d.is_zero() {
+                return Err(stale.invalid("must be greater than zero"));
+            }
             c.stale_after = Some(d);
         }
         let l = &mut c.limits;
-        l.max_body_bytes = args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(l.max_body_bytes);
-        l.max_decompressed_bytes = args
-            .max_decompressed_bytes
-            .or(file.max_decompressed_bytes)
-            .unwrap_or(l.max_decompressed_bytes);
-        l.max_series_per_node = args
-            .max_series_per_node
-            .or(file.max_series_per_node)
-            .unwrap_or(l.max_series_per_node);
-        l.max_labels_per_series = args
-            .max_labels_per_series
-            .or(file.max_labels_per_series)
-            .unwrap_or(l.max_labels_per_series);
-        l.max_label_value_len = args
-            .max_label_value_len
-            .or(file.max_label_value_len)
-            .unwrap_or(l.max_label_value_len);
+        for (key, flag, in_file, slot) in [
+            (
+                keys::MAX_BODY_BYTES,
+                args.max_body_bytes,
+                file.max_body_bytes,
+                &mut l.max_body_bytes,
+            ),
+            (
+                keys::MAX_DECOMPRESSED_BYTES,
+                args.max_decompressed_bytes,
+                file.max_decompressed_bytes,
+                &mut l.max_decompressed_bytes,
+            ),
+            (
+                keys::MAX_SERIES_PER_NODE,
+                args.max_series_per_node,
+                file.max_series_per_node,
+                &mut l.max_series_per_node,
+            ),
+            (
+                keys::MAX_LABELS_PER_SERIES,
+                args.max_labels_per_series,
+                file.max_labels_per_series,
+                &mut l.max_labels_per_series,
+            ),
+            (
+                keys::MAX_LABEL_VALUE_LEN,
+                args.max_label_value_len,
+                file.max_label_value_len,
+                &mut l.max_label_value_len,
+            ),
+        ] {
+            if let Some(limit) = layers.pick(key, flag, in_file) {
+                if limit.value == 0 {
+                    return Err(limit.invalid("must be greater than zero"));
+                }
+                *slot = limit.value;
+            }
+        }
         c.validate()?;
         Ok(c)
     }
 
-    /// Checks every setting once; the error names the first one at fault.
+    /// Checks a configuration built in code (tests, embedders) the way [`Config::from_args`]
+    /// checks what the operator gave; the error names the first setting at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: Key, problem: String| {
+            Err(fleetgate_daemon::settings::error(
+                key,
+                &fleetgate_daemon::settings::Origin::Default,
+                problem,
+            ))
+        };
         if self.listen.parse::<SocketAddr>().is_err() {
-            return Err(bad(
-                "listen",
-                format!("{:?} is not an address like 0.0.0.0:8000", self.listen),
-            ));
+            return bad(keys::LISTEN, format!("{:?} is not an address", self.listen));
         }
         if self.data_dir.as_os_str().is_empty() {
-            return Err(bad("data_dir", "must not be empty"));
+            return bad(keys::DATA_DIR, "must not be empty".into());
         }
-        for (field, label) in [
-            ("instance_label", &self.instance_label),
-            ("node_label", &self.node_label),
+        for (key, label) in [
+            (keys::INSTANCE_LABEL, &self.instance_label),
+            (keys::NODE_LABEL, &self.node_label),
         ] {
             if !fleetgate_shared::names::is_valid_label_name(label) || label.starts_with("__") {
-                return Err(bad(field, format!("{label:?} is not a valid label name")));
-            }
-        }
-        for (field, src) in [
-            ("admin_token", &self.admin_token),
-            ("enroll_token", &self.enroll_token),
-        ] {
-            if let TokenSource::Value(v) = src {
-                if v.trim().len() < 16 {
-                    return Err(bad(field, "must be at least 16 characters"));
-                }
+                return bad(key, format!("{label:?} is not a valid label name"));
             }
         }
         if self.stale_after == Some(Duration::ZERO) {
-            return Err(bad("stale_after", "must be greater than zero"));
+            return bad(keys::STALE_AFTER, "must be greater than zero".into());
         }
         let l = &self.limits;
-        for (field, v) in [
-            ("max_body_bytes", l.max_body_bytes),
-            ("max_decompressed_bytes", l.max_decompressed_bytes),
-            ("max_series_per_node", l.max_series_per_node),
-            ("max_labels_per_series", l.max_labels_per_series),
-            ("max_label_value_len", l.max_label_value_len),
+        for (key, v) in [
+            (keys::MAX_BODY_BYTES, l.max_body_bytes),
+            (keys::MAX_DECOMPRESSED_BYTES, l.max_decompressed_bytes),
+            (keys::MAX_SERIES_PER_NODE, l.max_series_per_node),
+            (keys::MAX_LABELS_PER_SERIES, l.max_labels_per_series),
+            (keys::MAX_LABEL_VALUE_LEN, l.max_label_value_len),
         ] {
             if v == 0 {
-                return Err(bad(field, "must be greater than zero"));
+                return bad(key, "must be greater than zero".into());
             }
         }
         Ok(())
@@ -311,20 +432,6 @@ impl Config {
     pub fn stale_after_for(&self, interval: Duration) -> Duration {
         self.stale_after.unwrap_or(interval.saturating_mul(3))
     }
-}
-
-fn token_source(value: Option<String>, file: Option<PathBuf>) -> TokenSource {
-    match (value, file) {
-        (Some(v), _) if !v.is_empty() => TokenSource::Value(v),
-        (_, Some(path)) => TokenSource::File(path),
-        _ => TokenSource::Generated,
-    }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| bad("config", format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -356,21 +463,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(parse(&["--listen", "nope"]).unwrap_err().field, "listen");
+        let e = parse(&["--listen", "nope"]).unwrap_err();
+        assert_eq!(e.key, "listen");
         assert_eq!(
-            parse(&["--tls-cert", "a.pem"]).unwrap_err().field,
-            "tls_key"
+            e.to_string(),
+            "--listen / FLEETGATE_LISTEN: \"nope\" is not an address like 0.0.0.0:8000"
         );
+        let e = parse(&["--tls-cert", "a.pem"]).unwrap_err();
+        assert_eq!(e.key, "tls_cert");
+        assert!(e.problem.contains("--tls-key"), "{e}");
+        let e = parse(&["--admin-token", "short"]).unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(e.problem.contains("16"), "{e}");
         assert_eq!(
-            parse(&["--node-label", "a-b"]).unwrap_err().field,
+            parse(&["--node-label", "a-b"]).unwrap_err().key,
             "node_label"
         );
         assert_eq!(
-            parse(&["--stale-after", "soon"]).unwrap_err().field,
+            parse(&["--stale-after", "soon"]).unwrap_err().key,
             "stale_after"
         );
         assert_eq!(
-            parse(&["--max-body-bytes", "0"]).unwrap_err().field,
+            parse(&["--max-body-bytes", "0"]).unwrap_err().key,
             "max_body_bytes"
         );
     }
@@ -390,7 +504,27 @@ mod tests {
         assert_eq!(c.limits.max_label_value_len, 20);
         std::fs::write(&path, "listne = \"x\"\n").unwrap();
         let err = parse(&["--config", p]).unwrap_err();
-        assert_eq!(err.field, "config");
+        assert_eq!(err.key, "config");
         assert!(err.problem.contains("listne"), "{err}");
+        // Secrets never sit in the file; their files may.
+        std::fs::write(&path, "admin_token = \"0123456789abcdef0\"\n").unwrap();
+        let err = parse(&["--config", p]).unwrap_err();
+        assert_eq!(err.key, "admin_token");
+        assert!(err.problem.contains("admin_token_file"), "{err}");
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "0123456789abcdef0\n").unwrap();
+        std::fs::write(
+            &path,
+            format!("admin_token_file = {:?}\nstale_after = \"soon\"\n", token),
+        )
+        .unwrap();
+        let err = parse(&["--config", p]).unwrap_err();
+        assert_eq!(err.setting, format!("{p}: stale_after"));
+        std::fs::write(&path, format!("admin_token_file = {token:?}\n")).unwrap();
+        let c = parse(&["--config", p]).unwrap();
+        assert_eq!(
+            c.admin_token,
+            TokenSource::Given(Secret::new("0123456789abcdef0"))
+        );
     }
 }

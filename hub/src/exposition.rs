@@ -6,8 +6,8 @@
 use fleetgate_shared::text::{write_help_type, write_series};
 use fleetgate_shared::{MetricType, Series, Value};
 
-use crate::ingest::NodeLabels;
-use crate::store::View;
+use crate::labels::NodeLabels;
+use crate::store::{NodeSnapshot, StoredFamily, View};
 
 /// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
 /// vanishes, small enough that a scrape holds a few MiB at most.
@@ -95,7 +95,7 @@ impl<'a> ExpositionWriter<'a> {
                     out.extend_from_slice(self.head.as_bytes());
                     self.header_written = true;
                 }
-                node.write_family(f, out);
+                write_family(node, f, out);
                 *cursor += 1;
             }
             self.family += 1;
@@ -107,6 +107,61 @@ impl<'a> ExpositionWriter<'a> {
             self.done = true;
         }
         false
+    }
+}
+
+/// Appends the exposition lines of one family of `snapshot`, node labels spliced in, to `out`.
+pub fn write_family(snapshot: &NodeSnapshot, family: &StoredFamily, out: &mut Vec<u8>) {
+    let splices = snapshot.splices.get(family.lines.clone()).unwrap_or(&[]);
+    splice_lines(
+        &snapshot.text,
+        family.range.start,
+        splices,
+        &snapshot.node_labels,
+        out,
+    );
+}
+
+/// Appends the lines `text[start..]` whose splice points are `splices` (absolute offsets in
+/// `text`) with `node_labels` put in at each one: the exposition lines as
+/// [`fleetgate_shared::text::write_series`] writes them with the node labels as `extra`.
+pub fn splice_lines(
+    text: &str,
+    mut start: usize,
+    splices: &[u32],
+    node_labels: &str,
+    out: &mut Vec<u8>,
+) {
+    let text = text.as_bytes();
+    let labels = node_labels.as_bytes();
+    for &at in splices {
+        let at = at as usize;
+        let (Some(head), Some(tail)) = (text.get(start..at), text.get(at..)) else {
+            return;
+        };
+        let end = tail
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(tail.len(), |i| i + 1);
+        out.extend_from_slice(head);
+        match tail.first() {
+            Some(b',' | b'}') => {
+                out.push(b',');
+                out.extend_from_slice(labels);
+            }
+            Some(b' ') => {
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                out.push(b'}');
+            }
+            _ => {
+                out.push(b'{');
+                out.extend_from_slice(labels);
+                out.push(b',');
+            }
+        }
+        out.extend_from_slice(&tail[..end]);
+        start = at + end;
     }
 }
 
@@ -156,9 +211,9 @@ fn render_node_lines(nodes: &[NodeLine], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::config::Limits;
-    use crate::ingest::prepare;
+    use crate::prepare::{prepare, Prepared};
     use crate::store::Store;
-    use fleetgate_shared::{Family, Label};
+    use fleetgate_shared::{Family, Histogram, Label};
     use std::time::Duration;
 
     fn family(name: &str, kind: MetricType, values: &[(&str, f64)]) -> Family {
@@ -221,5 +276,137 @@ mod tests {
         assert!(text.contains(
             "fleetgate_node_last_push_timestamp_seconds{instance=\"a\",node=\"a\"} 1.5\n"
         ));
+    }
+
+    fn labels() -> NodeLabels {
+        let enrollment = [("node_type".to_string(), "gpu".to_string())];
+        NodeLabels::new(
+            "instance",
+            "node",
+            "n1",
+            enrollment.iter().map(|(k, v)| (k, v)),
+        )
+    }
+
+    fn gauge(name: &str, series: Vec<Vec<(&str, &str)>>) -> Family {
+        Family {
+            name: name.into(),
+            help: "h".into(),
+            kind: MetricType::Gauge,
+            series: series
+                .into_iter()
+                .map(|ls| Series {
+                    labels: ls.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
+                    value: Value::Scalar(1.0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Family `i` of `p` as `/metrics` shows it.
+    fn spliced(p: &Prepared, i: usize) -> String {
+        let f = &p.families[i];
+        let mut out = Vec::new();
+        splice_lines(
+            &p.text,
+            f.range.start,
+            &p.splices[f.lines.clone()],
+            &p.node_labels,
+            &mut out,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn renders_sorted_with_node_labels_overwriting_the_payload() {
+        let fams = vec![
+            gauge("z", vec![vec![("instance", "forged"), ("cpu", "0")]]),
+            gauge("a", vec![vec![]]),
+        ];
+        let p = prepare(fams, &labels(), &Limits::default()).unwrap();
+        assert_eq!(p.families[0].name, "a");
+        assert_eq!(
+            spliced(&p, 0),
+            "a{instance=\"n1\",node=\"n1\",node_type=\"gpu\"} 1\n"
+        );
+        assert_eq!(
+            spliced(&p, 1),
+            "z{cpu=\"0\",instance=\"n1\",node=\"n1\",node_type=\"gpu\"} 1\n"
+        );
+        assert_eq!((p.series, p.samples), (2, 2));
+    }
+
+    fn value(kind: u8, x: f64) -> Value {
+        use fleetgate_shared::{Bucket, Quantile, Summary};
+        match kind % 3 {
+            0 => Value::Scalar(x),
+            1 => Value::Histogram(Histogram {
+                buckets: vec![
+                    Bucket {
+                        le: 0.5,
+                        count: 1.0,
+                    },
+                    Bucket { le: 2.0, count: x },
+                ],
+                sum: x * 1.5,
+                count: x + 1.0,
+            }),
+            _ => Value::Summary(Summary {
+                quantiles: vec![Quantile {
+                    quantile: 0.99,
+                    value: x,
+                }],
+                sum: x,
+                count: 3.0,
+            }),
+        }
+    }
+
+    proptest::proptest! {
+        /// Lines stored without the node labels and spliced at render time are byte for byte
+        /// what the shared writer produces with the node labels as `extra`.
+        #[test]
+        fn prop_spliced_lines_equal_the_shared_writer(
+            own in proptest::collection::vec(("[a-z]{1,3}", "\\PC{0,6}"), 0..4),
+            forged_instance in proptest::option::of("\\PC{0,4}"),
+            node in "[a-z0-9.-]{1,8}",
+            enrollment in proptest::option::of("\\PC{0,6}"),
+            kind in 0u8..3,
+            x in -1e9f64..1e9,
+        ) {
+            let mut labels: Vec<Label> = Vec::new();
+            for (n, v) in own {
+                if !labels.iter().any(|l| l.name == n) && !matches!(n.as_str(), "le" | "node") {
+                    labels.push(Label::new(n, v));
+                }
+            }
+            if let Some(v) = forged_instance {
+                labels.push(Label::new("instance", v));
+            }
+            let series = Series { labels, value: value(kind, x) };
+            let enrollment: Vec<(String, String)> =
+                enrollment.into_iter().map(|v| ("node_type".to_string(), v)).collect();
+            let node_labels = NodeLabels::new(
+                "instance",
+                "node",
+                &node,
+                enrollment.iter().map(|(k, v)| (k, v)),
+            );
+            let kind = match &series.value {
+                Value::Scalar(_) => MetricType::Gauge,
+                Value::Histogram(_) => MetricType::Histogram,
+                Value::Summary(_) => MetricType::Summary,
+            };
+            let family = Family { name: "m".into(), help: String::new(), kind, series: vec![series] };
+            let mut expected = String::new();
+            write_series(
+                &mut expected,
+                "m",
+                &family.series[0],
+                &node_labels.as_extra(),
+            );
+            let p = prepare(vec![family], &node_labels, &Limits::default()).unwrap();
+            proptest::prop_assert_eq!(spliced(&p, 0), expected);
+        }
     }
 }

@@ -4,15 +4,21 @@
 //! `main.rs` only parses the configuration, binds and calls [`run`]; everything else lives here
 //! so tests drive the hub through [`router`] or a real listener.
 
+pub mod activity;
+pub mod cli;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod exposition;
-pub mod ingest;
+pub mod fleet;
+pub mod labels;
 pub mod metrics;
+pub mod prepare;
 pub mod registry;
 pub mod routes;
 pub mod store;
 pub mod tokens;
+pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +48,8 @@ pub struct Shared {
     pub store: Store,
     /// Self-metrics.
     pub metrics: metrics::HubMetrics,
+    /// What each node's pushes did, for the fleet page.
+    pub activity: activity::Activity,
     /// Digest of the admin token.
     admin_token: tokens::TokenHash,
     /// Digest of the enrollment token.
@@ -66,6 +74,7 @@ impl AppState {
                 registry,
                 store: Store::new(),
                 metrics: metrics::HubMetrics::new(),
+                activity: activity::Activity::new(),
                 admin_token,
                 enroll_token,
             }),
@@ -85,9 +94,9 @@ impl AppState {
 
 impl AppState {
     /// The labels the hub puts on every series of `id`'s node.
-    pub fn node_labels(&self, id: &registry::NodeIdentity) -> ingest::NodeLabels {
+    pub fn node_labels(&self, id: &registry::NodeIdentity) -> labels::NodeLabels {
         let c = &self.config;
-        ingest::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
+        labels::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
     /// Takes what one `/metrics` response shows (the store's view, each node's state) in a
@@ -238,7 +247,7 @@ pub async fn run(
                 .http_builder()
                 .http1()
                 .max_buf_size(MAX_CONNECTION_BUFFER);
-            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
                 .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
             tracing::info!(%addr, "fleetgate-hub listening (http)");
             server
@@ -259,7 +268,7 @@ pub async fn run(
                 .http_builder()
                 .http1()
                 .max_buf_size(MAX_CONNECTION_BUFFER);
-            registry::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
                 .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
             tracing::info!(%addr, "fleetgate-hub listening (https)");
             server

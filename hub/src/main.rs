@@ -1,51 +1,34 @@
-//! `fleetgate-hub`: parse the configuration, bind, and run until ctrl-c or SIGTERM.
+//! `fleetgate-hub`: parse the configuration, bind, and run until ctrl-c or SIGTERM; or, with the
+//! `nodes` subcommand, manage the nodes of a running hub.
 
-use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use fleetgate_hub::config::Command;
 use fleetgate_hub::{Args, Config};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Logs go to stderr, without colour codes when that is a file or a pipe.
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let config = Config::from_args(Args::parse())?;
-    let listener = std::net::TcpListener::bind(&config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
-    fleetgate_hub::run(config, listener, shutdown_signal()).await?;
-    Ok(())
+async fn main() -> ExitCode {
+    let mut args = Args::parse();
+    if let Some(Command::Nodes(nodes)) = args.command.take() {
+        return fleetgate_hub::cli::run(args, nodes).await;
+    }
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
+async fn serve(args: Args) -> anyhow::Result<()> {
+    fleetgate_daemon::process::init_logging();
+    let shutdown = fleetgate_daemon::process::shutdown_signal();
+    let config = Config::from_args(args)?;
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    fleetgate_hub::run(config, listener, shutdown).await?;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetgate_shared::MetricType;
 
-use crate::ingest::{splice_lines, Prepared, Revalued};
+use crate::prepare::{Base, Layout, Prepared, Revalued};
 
 /// One family of a stored snapshot.
 #[derive(Debug, Clone)]
@@ -51,74 +51,19 @@ pub struct NodeSnapshot {
     pub layout: Option<Layout>,
 }
 
-/// What a values push must match, and how its samples map to the stored lines. About four
-/// bytes per family at most: nothing per sample.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// [`fleetgate_shared::layout_hash`] of the full push.
-    pub hash: u64,
-    /// Samples in the push, which are the lines of the text.
-    pub samples: u32,
-    /// For each family of the text with at least one line, in text order, the index of its
-    /// first sample in push order; empty when both orders are the same (a push sorted by name).
-    pub order: Box<[u32]>,
-}
-
-impl Layout {
-    /// The layout of `prepared` with hash `hash`.
-    pub fn new(hash: u64, prepared: &Prepared) -> Self {
-        let order: Vec<u32> = prepared
-            .families
-            .iter()
-            .filter(|f| !f.lines.is_empty())
-            .map(|f| f.first_sample)
-            .collect();
-        let sorted = order.windows(2).all(|w| w[0] < w[1]);
-        Layout {
-            hash,
-            // The text is under 4 GiB, so its line count fits.
-            samples: prepared.splices.len() as u32,
-            order: if sorted {
-                Box::default()
-            } else {
-                order.into_boxed_slice()
-            },
-        }
-    }
-
-    /// For every line of the text, in text order, its sample index in push order.
-    pub fn sample_of_lines(&self) -> Vec<u32> {
-        if self.order.is_empty() {
-            return (0..self.samples).collect();
-        }
-        let mut sorted = self.order.to_vec();
-        sorted.sort_unstable();
-        let mut out = Vec::with_capacity(self.samples as usize);
-        for &first in self.order.iter() {
-            let at = sorted.partition_point(|&s| s <= first);
-            let end = sorted.get(at).copied().unwrap_or(self.samples);
-            out.extend(first..end.max(first));
-        }
-        out
-    }
-}
-
 impl NodeSnapshot {
     /// Whether the snapshot has outlived its staleness window at `now`.
     pub fn is_stale(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.received) > self.stale_after
     }
 
-    /// Appends the exposition lines of one family, node labels spliced in, to `out`.
-    pub fn write_family(&self, family: &StoredFamily, out: &mut Vec<u8>) {
-        let splices = self.splices.get(family.lines.clone()).unwrap_or(&[]);
-        splice_lines(
-            &self.text,
-            family.range.start,
-            splices,
-            &self.node_labels,
-            out,
-        );
+    /// What a values push of this node is applied to.
+    pub fn base(&self) -> Base<'_> {
+        Base {
+            text: &self.text,
+            splices: &self.splices,
+            layout: self.layout.as_ref(),
+        }
     }
 }
 
@@ -414,11 +359,15 @@ impl Store {
         let unix_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        let starts = &revalued.line_starts;
+        let at = |line: usize| starts.get(line).copied().unwrap_or(revalued.text.len());
         let families = base
             .families
             .iter()
-            .zip(revalued.ranges)
-            .map(|(f, range)| StoredFamily { range, ..f.clone() })
+            .map(|f| StoredFamily {
+                range: at(f.lines.start)..at(f.lines.end),
+                ..f.clone()
+            })
             .collect();
         let snapshot = Arc::new(NodeSnapshot {
             node: Arc::clone(&base.node),
@@ -527,6 +476,18 @@ impl Store {
         }
     }
 
+    /// `node`'s exposed snapshot, while it is fresh (the fleet page's per-node detail).
+    pub fn snapshot(&self, node: &str) -> Option<Arc<NodeSnapshot>> {
+        let now = Instant::now();
+        self.lock()
+            .slots
+            .get(node)?
+            .snapshot
+            .as_ref()
+            .filter(|s| !s.is_stale(now))
+            .cloned()
+    }
+
     /// The state of one node.
     pub fn status(&self, node: &str) -> NodeStatus {
         let now = Instant::now();
@@ -596,7 +557,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Limits;
-    use crate::ingest::{prepare, NodeLabels};
+    use crate::labels::NodeLabels;
+    use crate::prepare::prepare;
     use fleetgate_shared::{Family, Series, Value};
 
     fn push(
@@ -693,7 +655,7 @@ mod tests {
 
     mod values {
         use super::*;
-        use crate::ingest::revalue;
+        use crate::prepare::revalue;
         use fleetgate_shared::{
             encode_values, layout_hash, sample_values, Bucket, Histogram, Label, Quantile, Summary,
             ValuesHeader,
@@ -805,25 +767,23 @@ mod tests {
                 let store = Store::new();
                 store.apply("a", 1, Some(7), prepared(a.clone()), Duration::from_secs(60));
                 let base = store.base("a", 1, 7).unwrap();
-                let revalued = revalue(&base, &values_push(&a, &b, 7)).unwrap();
+                let revalued = revalue(base.base(), &values_push(&a, &b, 7)).unwrap();
                 let full = prepared(b);
                 prop_assert_eq!(&revalued.text, &full.text);
                 prop_assert_eq!(&revalued.splices, &full.splices);
-                let ranges: Vec<_> = full.families.iter().map(|f| f.range.clone()).collect();
-                prop_assert_eq!(&revalued.ranges, &ranges);
                 let out = store.apply_values("a", 1, 8, &base, revalued, Duration::from_secs(60));
                 prop_assert!(matches!(out, Outcome::Accepted { .. }), "{:?}", out);
+                // What /metrics renders is a function of the text, the splice points, the node
+                // labels and each family's range and lines: all equal to the full push's.
                 let view = store.view();
                 let stored = &view.nodes[0];
-                let mut shown = Vec::new();
-                for f in &stored.families {
-                    stored.write_family(f, &mut shown);
-                }
-                let mut expected = Vec::new();
-                for f in &full.families {
-                    splice_lines(&full.text, f.range.start, &full.splices[f.lines.clone()], &full.node_labels, &mut expected);
-                }
-                prop_assert_eq!(String::from_utf8(shown).unwrap(), String::from_utf8(expected).unwrap());
+                prop_assert_eq!(&*stored.text, full.text.as_str());
+                prop_assert_eq!(&*stored.splices, full.splices.as_slice());
+                prop_assert_eq!(&*stored.node_labels, full.node_labels.as_str());
+                let spans = |r: &Range<usize>, l: &Range<usize>| (r.clone(), l.clone());
+                let shown: Vec<_> = stored.families.iter().map(|f| spans(&f.range, &f.lines)).collect();
+                let expected: Vec<_> = full.families.iter().map(|f| spans(&f.range, &f.lines)).collect();
+                prop_assert_eq!(shown, expected);
             }
         }
 
@@ -852,14 +812,15 @@ mod tests {
             let base = s.base("a", 1, 7).unwrap();
             let mut other = names.clone();
             other[0] = "d".into();
-            let err = revalue(&base, &values_push(&a, &families(&other, &[3.0]), 7)).unwrap_err();
+            let err =
+                revalue(base.base(), &values_push(&a, &families(&other, &[3.0]), 7)).unwrap_err();
             assert!(err.contains("layout differs"), "{err}");
             // A base other than the stored one fails the checksum.
             let wrong = families(&names, &[1.0, 2.0]);
-            let err = revalue(&base, &values_push(&wrong, &b, 7)).unwrap_err();
+            let err = revalue(base.base(), &values_push(&wrong, &b, 7)).unwrap_err();
             assert!(err.contains("checksum"), "{err}");
             // Replaced meanwhile: the revalued lines of the old base are not stored.
-            let revalued = revalue(&base, &values_push(&a, &b, 7)).unwrap();
+            let revalued = revalue(base.base(), &values_push(&a, &b, 7)).unwrap();
             s.apply(
                 "a",
                 1,

@@ -38,19 +38,18 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Resolves a token source: literal, file, or generated once into `DATA_DIR/<file_name>`
+/// Resolves a token source: given by the operator, or generated once into `DATA_DIR/<file_name>`
 /// (mode 0600) and read from there on later starts. Returns the token's digest.
 pub fn load(source: &TokenSource, data_dir: &Path, file_name: &str) -> io::Result<TokenHash> {
     let token = match source {
-        TokenSource::Value(v) => v.trim().to_string(),
-        TokenSource::File(path) => read_token(path)?,
+        TokenSource::Given(secret) => secret.expose().to_string(),
         TokenSource::Generated => {
             let path = data_dir.join(file_name);
             match read_token(&path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     let token = generate();
-                    crate::registry::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+                    fleetgate_daemon::write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
                     tracing::info!(path = %path.display(), "generated a new token");
                     token
                 }
@@ -61,7 +60,9 @@ pub fn load(source: &TokenSource, data_dir: &Path, file_name: &str) -> io::Resul
     Ok(hash(&token))
 }
 
-fn read_token(path: &Path) -> io::Result<String> {
+/// Reads a token file written by [`load`] (or by the operator), trimmed; an empty file is an
+/// error.
+pub fn read_token(path: &Path) -> io::Result<String> {
     let token = std::fs::read_to_string(path)?.trim().to_string();
     if token.is_empty() {
         return Err(io::Error::new(

@@ -2,7 +2,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use crate::bins::{command, Binary};
@@ -96,12 +96,18 @@ impl Agent {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let mut cmd = command(Binary::Agent);
+        cmd.args(args);
+        Agent::spawn(cmd)
+    }
+
+    /// Starts `cmd`: a [`command`]`(Binary::Agent)` to which the test gave its arguments and an
+    /// environment of its own (proxy variables, say).
+    pub fn spawn(cmd: Command) -> Agent {
         let scratch = tempfile::Builder::new()
             .prefix("fleetgate-testkit-agent")
             .tempdir()
             .expect("temporary directory for the agent's log");
-        let mut cmd = command(Binary::Agent);
-        cmd.args(args);
         let process = Process::spawn(cmd, "fleetgate-agent", &scratch.path().join("agent.log"));
         Agent {
             process,

@@ -95,15 +95,19 @@ def labels(i, hostname):
     return ",".join(f'{k}="{v}"' for k, v in pairs)
 
 
-def exposition(t, energy, hostname):
+def exposition(t, energy, hostname, overrides=None):
     """dcgm-exporter text at time t (seconds since start), energy counters in mJ, every family
-    of the agent's list in its order."""
+    of the agent's list in its order. overrides: {(family, GPU index): value} replacing modelled
+    values (an XID, say)."""
+    overrides = overrides or {}
     lines = []
     for family, kind, help_text in FAMILIES:
         lines.append(f"# HELP {family} {help_text}")
         lines.append(f"# TYPE {family} {kind}")
         for i in range(len(GPUS)):
-            if family == ENERGY:
+            if (family, i) in overrides:
+                v = overrides[(family, i)]
+            elif family == ENERGY:
                 v = int(energy[i])
             else:
                 v = MODELLED[family][i]
@@ -142,7 +146,7 @@ class GpuNode:
         if r.status_code < 400:
             raise RuntimeError(f"hub accepted a push of a reserved family: {r.status_code}")
 
-    def run(self, stop, interval):
+    def run(self, stop, interval, overrides=None):
         start = last = time.monotonic()
         energy = list(ENERGY_START_MJ)
         failures = 0
@@ -152,7 +156,7 @@ class GpuNode:
             energy = [e + p * (now - last) * 1000 for e, p in zip(energy, power)]
             last = now
             try:
-                self.push(exposition(now - start, energy, self.hostname))
+                self.push(exposition(now - start, energy, self.hostname, overrides))
                 failures = 0
             except requests.RequestException as e:
                 failures += 1

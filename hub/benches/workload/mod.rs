@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetgate_hub::config::Limits;
-use fleetgate_hub::ingest::{decode_body, prepare, BodyFormat, NodeLabels};
+use fleetgate_hub::decode::{decode_body, BodyFormat};
+use fleetgate_hub::labels::NodeLabels;
+use fleetgate_hub::prepare::prepare;
 use fleetgate_hub::store::Store;
 use fleetgate_shared::{ContentEncoding, Family, Label, MetricType, Series, Snapshot, Value};
 

@@ -8,8 +8,10 @@ use axum::Json;
 use fleetgate_shared::ContentEncoding;
 use serde::Serialize;
 
+use crate::activity::PushKind;
+use crate::decode::{self, BodyFormat};
 use crate::error::ApiError;
-use crate::ingest::{self, BodyFormat};
+use crate::prepare;
 use crate::store::Outcome;
 use crate::AppState;
 
@@ -53,6 +55,9 @@ pub async fn push(
         Ok(kind) => kind,
         Err(e) => {
             state.metrics.push("unsupported", declared_len);
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -62,10 +67,14 @@ pub async fn push(
         Err(e) => {
             tracing::debug!(%node, error = %e, "push body not read");
             state.metrics.push("too_large", declared_len);
-            return Err(ApiError::TooLarge(format!(
+            let e = ApiError::TooLarge(format!(
                 "request body exceeds the limit of {} bytes",
                 limits.max_body_bytes
-            )));
+            ));
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
+            return Err(e);
         }
     };
     let body_len = bytes.len();
@@ -76,10 +85,10 @@ pub async fn push(
         if format == BodyFormat::Values {
             return apply_values(&worker, &identity, encoding, &bytes);
         }
-        let decoded = ingest::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
+        let decoded = decode::decode_body(format, encoding, &bytes, limits.max_decompressed_bytes)
             .map_err(|e| ("malformed", ApiError::from(e)))?;
         let labels = worker.node_labels(&identity);
-        let mut prepared = ingest::prepare(decoded.families, &labels, &limits).map_err(|r| {
+        let mut prepared = prepare::prepare(decoded.families, &labels, &limits).map_err(|r| {
             worker
                 .metrics
                 .rejected_series
@@ -112,6 +121,9 @@ pub async fn push(
                 state.metrics.push(result, body_len);
             }
             tracing::info!(%node, error = %e, "push refused");
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -130,6 +142,16 @@ pub async fn push(
                     .with_label_values(&["type_conflict"])
                     .inc_by(q_series as u64);
             }
+            let kind = if values_push {
+                PushKind::Values
+            } else {
+                PushKind::Full
+            };
+            let named: Vec<(String, String)> = quarantined
+                .iter()
+                .map(|q| (q.name.clone(), q.message.clone()))
+                .collect();
+            state.activity.accepted(&node, kind, &named);
             // A values push keeps the families, and so the quarantine, of its base.
             if !values_push {
                 state
@@ -174,7 +196,7 @@ fn apply_values(
     body: &[u8],
 ) -> Result<(Outcome, usize), (&'static str, ApiError)> {
     let limits = state.config.limits;
-    let push = ingest::decode_values_body(encoding, body, limits.max_decompressed_bytes)
+    let push = decode::decode_values_body(encoding, body, limits.max_decompressed_bytes)
         .map_err(|e| ("malformed", ApiError::from(e)))?;
     let header = push.header;
     if header.seq <= header.base_seq {
@@ -193,7 +215,7 @@ fn apply_values(
         Ok(base) => base,
         Err(outcome) => return Ok((outcome, 0)),
     };
-    let revalued = match ingest::revalue(&base, &push) {
+    let revalued = match prepare::revalue(base.base(), &push) {
         Ok(r) => r,
         Err(message) => return Ok((Outcome::Conflict(message), 0)),
     };
