@@ -1,7 +1,8 @@
 //! Records the GPU collector's raw NVML readings from this machine's GPUs as a mapping fixture
 //! (the format of `agent/tests/fixtures/gpu/*.json`), so the NVML-to-DCGM mapping is tested on
 //! values that came from real devices. Also prints, on stderr, the unit NVML gives for every GPM
-//! metric the collector reads, which fixes the unit conversions in `gpu/dcgm.rs`.
+//! metric the collector reads, which fixes the unit conversions in
+//! `agent/src/collectors/gpu/dcgm.rs`.
 //!
 //! ```text
 //! cargo build --release -p fleetgate-agent --example gpu_readings

@@ -2,14 +2,15 @@
 //! image built here with `docker import` show up with cAdvisor's names, labels and values, and
 //! disappear once removed; a missing or dead socket only disables the collector.
 
-mod containers_support;
-
-use containers_support::{docker_available, Container, Image};
 use fleetgate_agent::collectors::containers::ContainerCollector;
 use fleetgate_agent::collectors::{CollectError, Collector, MetricBuffer};
 use fleetgate_shared::{Series, Value};
+use fleetgate_testkit::docker::{engine, BusyboxImage, Container, SOCKET};
+use fleetgate_testkit::require;
 
-const SOCKET: &str = "/var/run/docker.sock";
+fn docker_available() -> bool {
+    require("a running Docker engine", engine()).is_some()
+}
 
 async fn collect(collector: &mut ContainerCollector) -> MetricBuffer {
     let mut out = MetricBuffer::new();
@@ -51,7 +52,7 @@ async fn busy_container_shows_rising_cpu_and_its_identity_labels() {
     if !docker_available() {
         return;
     }
-    let image = Image::build("cpu");
+    let image = BusyboxImage::build("cpu");
     let busy = Container::run(&image, "busy", &[], "yes > /dev/null");
     let mut collector = ContainerCollector::new(SOCKET).expect("collector");
 
@@ -87,7 +88,7 @@ async fn memory_limit_and_docker_labels_come_from_inspect() {
     if !docker_available() {
         return;
     }
-    let image = Image::build("spec");
+    let image = BusyboxImage::build("spec");
     let limited = Container::run(&image, "limited", &["--memory", "64m"], "sleep 600");
     let labelled = Container::run(
         &image,
@@ -132,7 +133,7 @@ async fn removed_container_disappears_from_the_next_collection() {
     if !docker_available() {
         return;
     }
-    let image = Image::build("gone");
+    let image = BusyboxImage::build("gone");
     let stays = Container::run(&image, "stays", &[], "sleep 600");
     let goes = Container::run(&image, "goes", &[], "sleep 600");
     let mut collector = ContainerCollector::new(SOCKET).expect("collector");

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use fleetgate_agent::collectors::host::{HostCollector, HostPaths};
 use fleetgate_agent::collectors::MetricBuffer;
 use fleetgate_shared::{text, Family, MetricType, Value};
-
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+use fleetgate_testkit::require_tool;
 
 /// Families node_exporter emits that are not the host collector's business.
 fn is_exporter_self_metric(name: &str) -> bool {
@@ -68,9 +67,10 @@ type Labels = BTreeMap<String, String>;
 /// One scrape: family name to (type, series by labels).
 type Scrape = BTreeMap<String, (MetricType, BTreeMap<Labels, f64>)>;
 
-/// Deliberate differences in series, as (side, family prefix, label, predicate, reason).
-/// Debian's node_exporter 1.5.0 has older or Debian-patched defaults; the agent follows current
-/// upstream node_exporter, as `shared/compat/README.md` section 1 specifies.
+/// Deliberate differences in series: whether a series of ours (`ours`) or of node_exporter's
+/// is expected to have no counterpart. Debian's node_exporter 1.5.0 has older or Debian-patched
+/// defaults; the agent follows current upstream node_exporter (1.6 and later); each case below
+/// says which default differs.
 fn deliberately_different(ours: bool, family: &str, labels: &Labels) -> bool {
     let label = |n: &str| labels.get(n).map(String::as_str).unwrap_or("");
     if !ours && family.starts_with("node_disk_") {
@@ -132,10 +132,10 @@ fn http_get(port: u16) -> std::io::Result<String> {
 
 /// Starts node_exporter with its default collectors on a free loopback port and waits until it
 /// serves; retries with another port if the chosen one was taken in between.
-fn start_exporter() -> (Exporter, u16) {
+fn start_exporter(node_exporter: &std::path::Path) -> (Exporter, u16) {
     for _attempt in 0..3 {
         let port = free_port();
-        let child = Command::new(NODE_EXPORTER)
+        let child = Command::new(node_exporter)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,14 +186,10 @@ fn label_names(series: &BTreeMap<Labels, f64>) -> BTreeSet<Vec<String>> {
 
 #[test]
 fn host_collector_matches_node_exporter() {
-    if !std::path::Path::new(NODE_EXPORTER).exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{NODE_EXPORTER} is missing (install prometheus-node-exporter)");
-        }
-        eprintln!("SKIPPED: {NODE_EXPORTER} is missing (install prometheus-node-exporter)");
+    let Some(node_exporter) = require_tool("prometheus-node-exporter") else {
         return;
-    }
-    let (_exporter, port) = start_exporter();
+    };
+    let (_exporter, port) = start_exporter(&node_exporter);
     let mut host = HostCollector::new(HostPaths::default()).expect("host collector");
 
     let before = text::parse(&http_get(port).unwrap()).unwrap();

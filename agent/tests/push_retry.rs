@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{eventually, Agent};
+use fleetgate_testkit::{eventually, Agent};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -100,23 +98,20 @@ async fn waits_for_a_late_hub_and_honours_retry_after() {
     let hub_url = format!("http://127.0.0.1:{port}");
     let state = tmp.path().join("state");
     let state_arg = state.display().to_string();
-    let mut agent = Agent::start(
-        &[
-            "--hub",
-            &hub_url,
-            "--node",
-            "retry",
-            "--enroll-token",
-            "enroll-secret-0123456789",
-            "--state-dir",
-            &state_arg,
-            "--interval",
-            "100ms",
-            "--collectors",
-            "",
-        ],
-        &tmp.path().join("agent.log"),
-    );
+    let mut agent = Agent::start([
+        "--hub",
+        &hub_url,
+        "--node",
+        "retry",
+        "--enroll-token",
+        "enroll-secret-0123456789",
+        "--state-dir",
+        &state_arg,
+        "--interval",
+        "100ms",
+        "--collectors",
+        "",
+    ]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(agent.is_running(), "{}", agent.log());
     assert!(agent.log().contains("cannot enroll yet"), "{}", agent.log());

@@ -6,13 +6,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
-use common::*;
 use fleetgate_shared::{
     encode_values, layout_hash, sample_values, MetricType, Snapshot, ValuesHeader,
     VALUES_CONTENT_TYPE,
 };
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::Hub;
 
 const NODES: [&str; 3] = ["gpu-1", "gpu-2", "cpu-1"];
 
@@ -42,9 +41,21 @@ fn node_series(text: &str) -> Vec<&str> {
     lines
 }
 
-fn log_file(hub: &Hub, name: &str) -> (std::fs::File, std::path::PathBuf) {
-    let path = hub.dir.path().join(name);
-    (std::fs::File::create(&path).unwrap(), path)
+/// The warnings and errors the hub logged after byte `from` of its log.
+fn warnings_since(hub: &Hub, from: usize) -> Vec<String> {
+    let log = hub.log();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// SIGTERMs the hub, expecting a clean exit.
+async fn stop(hub: &mut Hub) {
+    let status = hub.terminate().await;
+    assert!(status.success(), "the hub exited with {status} on SIGTERM");
 }
 
 /// Enrolls and pushes every node of [`NODES`] (node `i` with values `i`); their tokens.
@@ -62,19 +73,19 @@ async fn fleet(hub: &Hub) -> Vec<String> {
 async fn sigterm_then_start_serves_every_node_before_any_push() {
     let mut hub = Hub::start(&[]);
     let tokens = fleet(&hub).await;
-    let before = hub.metrics().await;
+    let before = hub.metrics_text().await;
     assert_eq!(node_series(&before).len(), 3 * 3, "{before}");
 
-    assert!(hub.sigterm(), "the hub did not exit cleanly on SIGTERM");
-    assert!(hub.dir.path().join("snapshots.bin").exists());
-    let (log, log_path) = log_file(&hub, "second-start.log");
-    hub.start_again(log);
+    stop(&mut hub).await;
+    assert!(hub.data_dir().join("snapshots.bin").exists());
+    let logged = hub.log().len();
+    hub.restart();
 
     // No push since the restart: every series comes from the saved snapshots.
-    let after = hub.metrics().await;
+    let after = hub.metrics_text().await;
     assert_eq!(node_series(&after), node_series(&before));
     for node in NODES {
-        assert_eq!(hub.node_info(node).await["state"], "up", "{node}");
+        assert_eq!(hub.node_state(node).await.as_deref(), Some("up"), "{node}");
         assert!(
             after.contains(&format!(
                 "fleetgate_node_up{{instance=\"{node}\",node=\"{node}\",rack=\"r1\"}} 1\n"
@@ -83,9 +94,9 @@ async fn sigterm_then_start_serves_every_node_before_any_push() {
         );
     }
     // The file is consumed at start: a later crash cannot bring these snapshots back.
-    assert!(!hub.dir.path().join("snapshots.bin").exists());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    assert!(!hub.data_dir().join("snapshots.bin").exists());
+    assert!(hub.log()[logged..].contains("loaded the snapshots saved at the last shutdown"));
+    assert_eq!(warnings_since(&hub, logged), Vec::<String>::new());
 
     // Values pushes carry on against the base saved before the restart.
     let header = ValuesHeader {
@@ -105,7 +116,7 @@ async fn sigterm_then_start_serves_every_node_before_any_push() {
         .await;
     let status = resp.status();
     assert_eq!(status, 200, "{}", resp.text().await.unwrap());
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert!(text.contains(
         "gr_temperature_celsius{gpu=\"1\",instance=\"gpu-1\",node=\"gpu-1\",rack=\"r1\"} 8.5\n"
     ));
@@ -118,7 +129,7 @@ async fn sigterm_then_start_serves_every_node_before_any_push() {
 async fn a_bad_snapshots_file_is_skipped_with_one_log_line() {
     let mut hub = Hub::start(&[]);
     let tokens = fleet(&hub).await;
-    let path = hub.dir.path().join("snapshots.bin");
+    let path = hub.data_dir().join("snapshots.bin");
 
     // One flipped byte in the middle fails the checksum; a version byte from the future is
     // another format. Either way the hub starts, without the snapshots, and says so once.
@@ -131,27 +142,26 @@ async fn a_bad_snapshots_file_is_skipped_with_one_log_line() {
         ("format version 200", |b| b[4] = 200),
     ];
     for (why, damage) in damages {
-        assert!(hub.sigterm(), "the hub did not exit cleanly on SIGTERM");
+        stop(&mut hub).await;
         let mut bytes = std::fs::read(&path).unwrap();
         damage(&mut bytes);
         std::fs::write(&path, bytes).unwrap();
-        let (log, log_path) = log_file(&hub, "damaged-start.log");
-        hub.start_again(log);
+        let logged = hub.log().len();
+        hub.restart();
 
-        let text = hub.metrics().await;
+        let text = hub.metrics_text().await;
         assert_eq!(node_series(&text), Vec::<&str>::new(), "{why}");
-        let log = std::fs::read_to_string(&log_path).unwrap();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{why}: {log}");
+        let warnings = warnings_since(&hub, logged);
+        assert_eq!(warnings.len(), 1, "{why}: {warnings:#?}");
         assert!(
-            lines[0].contains("snapshots file skipped") && lines[0].contains(why),
-            "{why}: {log}"
+            warnings[0].contains("snapshots file skipped") && warnings[0].contains(why),
+            "{why}: {warnings:#?}"
         );
         // Identities are untouched: every node pushes again with its token.
         for (i, token) in tokens.iter().enumerate() {
             assert_eq!(hub.push(token, &snap(20, i as f64)).await.status(), 200);
         }
-        assert_eq!(node_series(&hub.metrics().await).len(), 3 * 3, "{why}");
+        assert_eq!(node_series(&hub.metrics_text().await).len(), 3 * 3, "{why}");
     }
 }
 
@@ -160,16 +170,15 @@ async fn kill9_starts_without_snapshots_but_with_every_identity() {
     let mut hub = Hub::start(&[]);
     let tokens = fleet(&hub).await;
     // A graceful stop first leaves a file; a start consumes it; then a crash.
-    assert!(hub.sigterm());
-    let (log, _) = log_file(&hub, "second-start.log");
-    hub.start_again(log);
-    assert_eq!(node_series(&hub.metrics().await).len(), 3 * 3);
+    stop(&mut hub).await;
+    hub.restart();
+    assert_eq!(node_series(&hub.metrics_text().await).len(), 3 * 3);
     hub.kill9_and_restart();
 
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(node_series(&text), Vec::<&str>::new(), "{text}");
     for (i, token) in tokens.iter().enumerate() {
         assert_eq!(hub.push(token, &snap(30, i as f64)).await.status(), 200);
     }
-    assert_eq!(node_series(&hub.metrics().await).len(), 3 * 3);
+    assert_eq!(node_series(&hub.metrics_text().await).len(), 3 * 3);
 }
