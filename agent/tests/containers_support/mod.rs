@@ -39,6 +39,11 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `docker inspect -f <template> <name>`.
+pub fn inspect(name: &str, template: &str) -> String {
+    docker(&["inspect", "-f", template, name])
+}
+
 /// A busybox image imported from a tarball holding `/bin/busybox` and its applet links.
 #[derive(Debug)]
 pub struct Image {
@@ -53,7 +58,7 @@ impl Image {
         std::fs::create_dir(&bin).expect("mkdir bin");
         std::fs::copy("/bin/busybox", bin.join("busybox"))
             .expect("static /bin/busybox (Debian busybox-static) is required");
-        for applet in ["sh", "sleep", "yes"] {
+        for applet in ["sh", "sleep", "yes", "dd"] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
         }
         let tar = Command::new("tar")
