@@ -259,8 +259,8 @@ impl ContainerCollector {
             tracing::info!(
                 container = %id,
                 cgroup_root = %self.cgroups.root().display(),
-                "container cgroup not found: container_oom_events_total is left out for \
-                 containers whose cgroup is not visible (mount the host's /sys and set --sys-path)"
+                "container cgroup not found, its OOM kills are not counted until it is; \
+                 in a container the agent needs the host's /sys mounted and --sys-path"
             );
         }
         let Some(tracked) = self.tracked.get_mut(id) else {
