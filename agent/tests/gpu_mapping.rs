@@ -65,9 +65,26 @@ const LABELS: [&str; 7] = [
     "DCGM_FI_DRIVER_VERSION",
 ];
 
-/// Every family of the list: all of them were written on the H100 the readings come from.
+/// Every family of the list.
 fn listed() -> BTreeSet<&'static str> {
     families().iter().map(|f| f.name).collect()
+}
+
+/// Families added to the collector after the H100 readings were recorded: the fixtures hold no
+/// raw value for them, so they must be absent there. Their mapping is tested on written-out
+/// readings in `gpu/dcgm.rs`; a new recording on a GPU (examples/gpu_readings) covers them.
+const NOT_RECORDED: [&str; 3] = [
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+];
+
+/// The families the H100 wrote: every listed one but [`NOT_RECORDED`].
+fn recorded() -> BTreeSet<&'static str> {
+    listed()
+        .into_iter()
+        .filter(|f| !NOT_RECORDED.contains(f))
+        .collect()
 }
 
 const MIB: f64 = 1048576.0;
@@ -104,6 +121,9 @@ fn expected(family: &str, raw: &GpuReading) -> Option<f64> {
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS" => n64(raw.uncorrectable_remapped_rows),
         "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS" => n64(raw.correctable_remapped_rows),
         "DCGM_FI_DEV_ROW_REMAP_FAILURE" => n64(raw.row_remap_failure),
+        "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" => n64(raw.clocks_event_reasons),
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" => n64(raw.ecc_sbe_volatile_total),
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" => n64(raw.ecc_dbe_volatile_total),
         "DCGM_FI_PROF_GR_ENGINE_ACTIVE" => ratio(raw.gpm_graphics_util_pct),
         "DCGM_FI_PROF_SM_ACTIVE" => ratio(raw.gpm_sm_util_pct),
         "DCGM_FI_PROF_SM_OCCUPANCY" => ratio(raw.gpm_sm_occupancy_pct),
@@ -154,7 +174,7 @@ fn h100_readings_map_to_dcgm_names_labels_and_units() {
     let (out, fixture) = load("h100_80gb_hbm3_load.json");
     let raw = &fixture.gpus[0];
 
-    assert_eq!(names(&out), listed());
+    assert_eq!(names(&out), recorded());
     for family in out.families() {
         for series in &family.series {
             let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
@@ -235,7 +255,7 @@ fn h100_readings_map_to_dcgm_names_labels_and_units() {
     ] {
         assert_eq!(kind(counter), Some(MetricType::Counter), "{counter}");
     }
-    for name in listed() {
+    for name in recorded() {
         if kind(name) != Some(MetricType::Counter) {
             assert_eq!(kind(name), Some(MetricType::Gauge), "{name}");
         }
@@ -246,7 +266,7 @@ fn h100_readings_map_to_dcgm_names_labels_and_units() {
 fn idle_h100_keeps_supported_zeros() {
     let (out, fixture) = load("h100_80gb_hbm3_idle.json");
     // The same families as under load: an idle GPU's activity is a real 0, not an absent one.
-    assert_eq!(names(&out), listed());
+    assert_eq!(names(&out), recorded());
     for zero in [
         "DCGM_FI_DEV_GPU_UTIL",
         "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",

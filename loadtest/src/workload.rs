@@ -29,7 +29,7 @@ pub struct Shape {
 
 impl Shape {
     /// A host with `cpus` CPUs, `containers` containers and `gpus` GPUs; 16, 4 and 2 make about
-    /// 1,000 series (770 node_exporter, 168 cAdvisor, 56 DCGM).
+    /// 1,000 series (770 node_exporter, 168 cAdvisor, 62 DCGM).
     pub fn with(cpus: usize, containers: usize, gpus: usize) -> Self {
         Shape {
             cpus,
@@ -915,7 +915,10 @@ fn gpu_motion(family: &str) -> Option<Motion> {
         "DCGM_FI_DEV_FB_RESERVED" => Motion::Const(561.0),
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"
         | "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
-        | "DCGM_FI_DEV_ROW_REMAP_FAILURE" => Motion::Const(0.0),
+        | "DCGM_FI_DEV_ROW_REMAP_FAILURE"
+        | "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"
+        | "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+        | "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" => Motion::Const(0.0),
         "DCGM_FI_PROF_GR_ENGINE_ACTIVE" => gauge(0.6, 0.3, 1e-6),
         "DCGM_FI_PROF_SM_ACTIVE" => gauge(0.5, 0.3, 1e-6),
         "DCGM_FI_PROF_SM_OCCUPANCY" => gauge(0.2, 0.1, 1e-6),

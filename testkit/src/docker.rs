@@ -42,6 +42,11 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `docker inspect -f <template> <name>`.
+pub fn inspect(name: &str, template: &str) -> String {
+    docker(&["inspect", "-f", template, name])
+}
+
 /// An image holding only the static `/bin/busybox` (Debian package busybox-static) and the
 /// applets `sh`, `sleep`, `yes`, `cat`, `dd`; removed on drop.
 #[derive(Debug)]

@@ -103,6 +103,16 @@ pub struct GpuReading {
     pub uncorrectable_remapped_rows: Option<u64>,
     /// Whether a row remapping failed (`NVML_FI_DEV_REMAPPED_FAILURE`), 0 or 1.
     pub row_remap_failure: Option<u64>,
+    /// Why the clocks are below their maximum now: NVML's bitmask of clock event (throttle)
+    /// reasons, `nvmlDeviceGetCurrentClocksEventReasons` (0x4 software power cap, 0x8 hardware
+    /// slowdown, 0x20 / 0x40 software / hardware thermal, 0x80 hardware power brake, ...).
+    pub clocks_event_reasons: Option<u64>,
+    /// Corrected (single-bit) ECC errors since the driver loaded, `nvmlDeviceGetTotalEccErrors`
+    /// (corrected, volatile); `None` where ECC is unsupported or disabled.
+    pub ecc_sbe_volatile_total: Option<u64>,
+    /// Uncorrected (double-bit) ECC errors since the driver loaded (uncorrected, volatile);
+    /// `None` where ECC is unsupported or disabled.
+    pub ecc_dbe_volatile_total: Option<u64>,
     /// GPM graphics engine utilisation, percent (Hopper and newer; `GRAPHICS_UTIL`).
     pub gpm_graphics_util_pct: Option<f64>,
     /// GPM share of SMs busy, percent (`SM_UTIL`).
@@ -231,6 +241,20 @@ fn write_gpu(w: &mut GpuWriter<'_>, gpu: &GpuReading) {
         "DCGM_FI_DEV_ROW_REMAP_FAILURE",
         gpu.row_remap_failure.map(|r| r as f64),
     );
+    // Not in dcgm-exporter's default list (an operator adds it to the counters CSV, as a
+    // gauge: a bitmask, not a count); the HELP is DCGM's description of field 112.
+    w.put(
+        "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+        gpu.clocks_event_reasons.map(|r| r as f64),
+    );
+    w.put(
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        gpu.ecc_sbe_volatile_total.map(|n| n as f64),
+    );
+    w.put(
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        gpu.ecc_dbe_volatile_total.map(|n| n as f64),
+    );
     // DCGM's profiling fields are ratios (0-1); GPM reports percent.
     let ratio = |pct: Option<f64>| pct.map(|p| p / 100.0);
     w.put(
@@ -318,6 +342,9 @@ mod tests {
             correctable_remapped_rows: Some(1),
             uncorrectable_remapped_rows: Some(1),
             row_remap_failure: Some(1),
+            clocks_event_reasons: Some(1),
+            ecc_sbe_volatile_total: Some(1),
+            ecc_dbe_volatile_total: Some(1),
             gpm_graphics_util_pct: Some(1.0),
             gpm_sm_util_pct: Some(1.0),
             gpm_sm_occupancy_pct: Some(1.0),
@@ -361,6 +388,54 @@ mod tests {
         let series = &out.families()[0].series[0];
         assert_eq!(series.value, Value::Scalar(0.425));
         assert_eq!(series.labels[3], Label::new("device", "nvidia3"));
+    }
+
+    #[test]
+    fn clock_event_reasons_and_ecc_counts_keep_their_value_and_type() {
+        let gpu = GpuReading {
+            // Hardware slowdown and hardware thermal slowdown at once.
+            clocks_event_reasons: Some(0x8 | 0x40),
+            ecc_sbe_volatile_total: Some(17),
+            ecc_dbe_volatile_total: Some(0),
+            ..Default::default()
+        };
+        let mut out = MetricBuffer::new();
+        write_families(&[gpu], &GpuHost::default(), &mut out);
+        let got: Vec<(&str, MetricType, Value)> = out
+            .families()
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind, f.series[0].value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+                    MetricType::Gauge,
+                    Value::Scalar(72.0)
+                ),
+                (
+                    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+                    MetricType::Counter,
+                    Value::Scalar(17.0)
+                ),
+                (
+                    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+                    MetricType::Counter,
+                    Value::Scalar(0.0)
+                ),
+            ]
+        );
+
+        // ECC off or unsupported: no ECC series at all, not zeros.
+        let no_ecc = GpuReading {
+            clocks_event_reasons: Some(0),
+            ..Default::default()
+        };
+        let mut out = MetricBuffer::new();
+        write_families(&[no_ecc], &GpuHost::default(), &mut out);
+        let names: Vec<&str> = out.families().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]);
     }
 
     #[test]
