@@ -32,7 +32,8 @@ fi
 PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
           docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
           systemd file openssl libc6-dev g++ chromium chromium-driver tinyproxy
-          debootstrap dpkg-dev binutils help2man lintian)
+          debootstrap dpkg-dev binutils help2man lintian
+          victoria-metrics)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -74,6 +75,7 @@ suite "cargo test" cargo test --workspace --no-fail-fast
 suite "compose" bash compose/tests/run.sh
 suite "dashboards" bash tests/dashboards/run.sh
 suite "alerts" bash tests/alerts/run.sh
+suite "scale" bash tests/scale/run.sh
 suite "ansible" bash ansible/tests/run.sh
 suite "fleet page" bash tests/browser/run.sh
 suite "packages" bash tests/packages/run.sh

@@ -16,7 +16,11 @@ pub mod metrics;
 pub mod prepare;
 pub mod registry;
 pub mod routes;
+pub mod shard;
+pub mod snapshots;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod tokens;
 pub mod validate;
 
@@ -68,11 +72,32 @@ impl AppState {
         let enroll_token = tokens::load(&config.enroll_token, dir, "enroll.token")
             .map_err(StartError::io("enrollment token"))?;
         let registry = Registry::open(dir).map_err(StartError::io("loading the node registry"))?;
+        let store = Store::new();
+        let path = dir.join(snapshots::FILE);
+        let known = |node: &str, epoch: u64| {
+            registry
+                .get(node)
+                .is_some_and(|id| !id.removed && id.epoch == epoch)
+        };
+        match snapshots::load(&store, label_names(&config), &path, known) {
+            Ok(None) => {}
+            Ok(Some(l)) => tracing::info!(
+                snapshots = l.snapshots,
+                stale = l.stale,
+                unknown = l.unknown,
+                "loaded the snapshots saved at the last shutdown"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "snapshots file skipped; nodes reappear with their next push"
+            ),
+        }
         Ok(AppState {
             inner: Arc::new(Shared {
                 config,
                 registry,
-                store: Store::new(),
+                store,
                 metrics: metrics::HubMetrics::new(),
                 activity: activity::Activity::new(),
                 admin_token,
@@ -99,11 +124,12 @@ impl AppState {
         labels::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
-    /// Takes what one `/metrics` response shows (the store's view, each node's state) in a
-    /// few short critical sections, so every chunk rendered from it belongs to one consistent
-    /// exposition. Also updates `fleetgate_hub_nodes`.
-    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let view = self.store.view();
+    /// Takes what one `/metrics` response shows (the store's view, each node's state), for
+    /// the whole fleet or one `shard` of it, in a few short critical sections, so every chunk
+    /// rendered from it belongs to one consistent exposition. Also updates
+    /// `fleetgate_hub_nodes`.
+    pub fn metrics_snapshot(&self, shard: Option<shard::Shard>) -> MetricsSnapshot {
+        let mut view = self.store.view();
         let statuses = self.store.statuses();
         let (mut up, mut stale, mut removed) = (0, 0, 0);
         let mut lines = Vec::new();
@@ -118,6 +144,9 @@ impl AppState {
             } else {
                 stale += 1;
             }
+            if shard.is_some_and(|shard| !shard.contains(&id.node)) {
+                continue;
+            }
             lines.push(exposition::NodeLine {
                 labels: self.node_labels(&id),
                 up: s.up,
@@ -128,7 +157,14 @@ impl AppState {
         for (state, n) in [("up", up), ("stale", stale), ("removed", removed)] {
             self.metrics.nodes.with_label_values(&[state]).set(n);
         }
-        MetricsSnapshot { view, lines }
+        if let Some(shard) = shard {
+            view.retain_nodes(|node| shard.contains(node));
+        }
+        MetricsSnapshot {
+            view,
+            lines,
+            hub_metrics: shard.is_none_or(|s| s.carries_hub_metrics()),
+        }
     }
 
     /// Writes the `/metrics` body of `snapshot` (nodes' families, the synthetic node series,
@@ -163,20 +199,56 @@ impl AppState {
         self.metrics
             .render_duration
             .observe(rendering.as_secs_f64());
-        self.metrics.encode(&mut buf);
+        if snapshot.hub_metrics {
+            self.metrics.encode(&mut buf);
+        }
         emit(&mut buf)
     }
 
-    /// The complete `/metrics` body, uncompressed, in one buffer (tests and benchmarks; the
-    /// route streams [`AppState::write_metrics`] instead).
-    pub fn render_metrics(&self) -> Vec<u8> {
-        let snapshot = self.metrics_snapshot();
+    /// The complete `/metrics` body (of one `shard`, or all), uncompressed, in one buffer
+    /// (tests and benchmarks; the route streams [`AppState::write_metrics`] instead).
+    pub fn render_metrics(&self, shard: Option<shard::Shard>) -> Vec<u8> {
+        let snapshot = self.metrics_snapshot(shard);
         let mut out = Vec::new();
         self.write_metrics(&snapshot, usize::MAX, |chunk| {
             out.append(chunk);
             true
         });
         out
+    }
+}
+
+impl AppState {
+    /// Writes every node's latest snapshot to `DATA_DIR/snapshots.bin` for the next start
+    /// (graceful shutdown only), logging the outcome; a failure costs the next start its
+    /// snapshots, nothing else.
+    pub fn save_snapshots(&self) {
+        let path = self.config.data_dir.join(snapshots::FILE);
+        let started = std::time::Instant::now();
+        match snapshots::save(&self.store, label_names(&self.config), &path) {
+            Ok(saved) => tracing::info!(
+                path = %path.display(),
+                nodes = saved.nodes,
+                snapshots = saved.snapshots,
+                bytes = saved.bytes,
+                took_ms = started.elapsed().as_millis() as u64,
+                "saved the snapshots for the next start"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot save the snapshots; the next start begins without them"
+            ),
+        }
+    }
+}
+
+/// The label names the hub writes on every series, which saved snapshots must have been
+/// rendered for.
+fn label_names(config: &Config) -> snapshots::LabelNames<'_> {
+    snapshots::LabelNames {
+        instance: &config.instance_label,
+        node: &config.node_label,
     }
 }
 
@@ -188,6 +260,8 @@ pub struct MetricsSnapshot {
     pub view: store::View,
     /// Every enrolled node's synthetic series.
     pub lines: Vec<exposition::NodeLine>,
+    /// Whether the hub's own `fleetgate_hub_*` metrics follow (unsharded, or shard 0).
+    pub hub_metrics: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -278,5 +352,11 @@ pub async fn run(
         }
     };
     sweeper.abort();
-    served
+    served?;
+    // No push is in flight any more: what is saved is the last state every agent was told.
+    let saver = state.clone();
+    tokio::task::spawn_blocking(move || saver.save_snapshots())
+        .await
+        .map_err(|e| StartError::io("saving snapshots")(std::io::Error::other(e)))?;
+    Ok(())
 }

@@ -6,12 +6,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
+use crate::error::ApiError;
 use crate::exposition::CHUNK_BYTES;
+use crate::shard::Shard;
 use crate::AppState;
 
 /// Chunks queued between the renderer and the connection; the renderer waits when it is full.
@@ -21,8 +23,17 @@ const QUEUED_CHUNKS: usize = 4;
 /// response holds.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Renders every fresh node's families, the synthetic node series and the self-metrics.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Renders every fresh node's families, the synthetic node series and the self-metrics; with
+/// `?shard=I&of=N` only the nodes of that shard (the self-metrics in shard 0 only).
+pub async fn metrics(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let shard = match Shard::from_query(query.as_deref()) {
+        Ok(shard) => shard,
+        Err(message) => return ApiError::BadRequest(message).into_response(),
+    };
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -43,7 +54,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 .is_ok_and(|sent| sent.is_ok())
         };
         // Taken once: every chunk below belongs to this one consistent exposition.
-        let snapshot = state.metrics_snapshot();
+        let snapshot = state.metrics_snapshot(shard);
         if !gzip {
             state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
                 send(Ok(Bytes::from(std::mem::take(chunk))))

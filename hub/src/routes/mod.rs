@@ -157,7 +157,7 @@ mod tests {
                 .unwrap();
             assert_eq!(call(&app, req).await.0, StatusCode::OK);
         }
-        let whole = String::from_utf8(state.render_metrics()).unwrap();
+        let whole = String::from_utf8(state.render_metrics(None)).unwrap();
         assert!(
             whole.len() > 3 * crate::exposition::CHUNK_BYTES,
             "{}",
