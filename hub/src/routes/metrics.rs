@@ -21,8 +21,41 @@ const QUEUED_CHUNKS: usize = 4;
 /// response holds.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Renders every fresh node's families, the synthetic node series and the self-metrics.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Renders every fresh node's families, the synthetic node series and the self-metrics; with
+/// `--metrics-token`, only for a scrape that presents it (bearer, or as the basic-auth password).
+pub async fn metrics(
+    State(state): State<AppState>,
+    source: super::Source,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(expected) = state.metrics_token() {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let presented = crate::tokens::bearer(value)
+            .map(str::to_string)
+            .or_else(|| crate::tokens::basic_password(value));
+        let checked = super::authenticate(
+            &state,
+            source,
+            "metrics",
+            presented.as_deref(),
+            "this hub's /metrics needs its token (Authorization: Bearer <token>, or basic auth with the token as password)",
+            |t| crate::tokens::digests_equal(&crate::tokens::hash(t), expected).then_some(()),
+        );
+        if let Err(e) = checked {
+            let mut resp = e.into_response();
+            if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"fleetgate-hub\", Basic realm=\"fleetgate-hub\"",
+                    ),
+                );
+            }
+            return resp;
+        }
+    }
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
