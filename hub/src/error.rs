@@ -72,6 +72,12 @@ impl From<fleetgate_shared::WireError> for ApiError {
     fn from(e: fleetgate_shared::WireError) -> Self {
         match e {
             fleetgate_shared::WireError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            // A newer agent: 415 tells it to fall back to a format this hub reads.
+            fleetgate_shared::WireError::UnsupportedVersion { .. } => {
+                ApiError::UnsupportedMediaType(format!(
+                    "{e}; push text/plain or an older version of this format"
+                ))
+            }
             e => ApiError::BadRequest(e.to_string()),
         }
     }
