@@ -3,6 +3,8 @@
 //! authentications first, then the token).
 
 mod audit;
+#[cfg(test)]
+mod guard_tests;
 mod health;
 mod metrics;
 mod nodes;
