@@ -10,7 +10,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd file openssl libc6-dev)
+          zstd busybox-static curl iproute2 iptables fonts-dejavu-core procps systemd file openssl libc6-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -68,6 +68,7 @@ suite "cargo test" cargo test --workspace --no-fail-fast
 [ -f ansible/tests/run.sh ] && suite "ansible" bash ansible/tests/run.sh
 suite "loadtest --quick" target/release/fleetgate-loadtest --quick \
   --hub-bin target/release/fleetgate-hub --json target/loadtest-quick.json
+suite "reliability" bash tests/reliability/run.sh
 
 echo
 if [ ${#failed_names[@]} -gt 0 ]; then echo "failed suites: ${failed_names[*]}"; fi
