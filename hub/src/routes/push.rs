@@ -137,11 +137,13 @@ pub async fn push(
     let (outcome, samples) = match outcome {
         Ok(o) => o,
         Err((result, e)) => {
-            if let ApiError::TooLarge(_) = e {
-                state.metrics.push("too_large", body_len);
-            } else {
-                state.metrics.push(result, body_len);
-            }
+            let result = match e {
+                ApiError::TooLarge(_) => "too_large",
+                // A message version this hub does not read.
+                ApiError::UnsupportedMediaType(_) => "unsupported",
+                _ => result,
+            };
+            state.metrics.push(result, body_len);
             tracing::info!(%node, error = %e, "push refused");
             return Err(e);
         }
