@@ -29,15 +29,17 @@ for b in "$CURRENT_HUB" "$CURRENT_AGENT"; do
 done
 
 # build_tree NAME DIR: builds fleetgate-hub and fleetgate-agent of the source tree DIR into
-# $COMPAT/NAME/, sharing the workspace's target directory so only the workspace crates compile.
-# The shared debug binaries are re-linked to this tree's afterwards.
+# $COMPAT/NAME/. Not in the workspace's target directory: cargo names the outputs of path
+# packages by their place in the workspace, so another tree with the same layout would
+# overwrite this tree's build (and be taken for it). The trees built here share one target
+# directory of their own; their sources are touched so none is taken for another.
 build_tree() {
   local name=$1 src=$2
-  log "compat: building the $name binaries"
-  (cd "$src" && CARGO_TARGET_DIR=$TARGET nice -n 10 cargo build -q -p fleetgate-hub -p fleetgate-agent)
+  log "compat: building the $name binaries (the first time builds the dependencies too)"
+  find "$src" -type f -exec touch {} +
+  (cd "$src" && CARGO_TARGET_DIR=$COMPAT/target nice -n 10 cargo build -q -p fleetgate-hub -p fleetgate-agent)
   mkdir -p "$COMPAT/$name"
-  cp "$TARGET/debug/fleetgate-hub" "$TARGET/debug/fleetgate-agent" "$COMPAT/$name/"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET cargo build -q -p fleetgate-hub -p fleetgate-agent)
+  cp "$COMPAT/target/debug/fleetgate-hub" "$COMPAT/target/debug/fleetgate-agent" "$COMPAT/$name/"
 }
 
 if [ ! -x "$COMPAT/previous-$PREVIOUS/fleetgate-agent" ]; then
@@ -46,7 +48,10 @@ if [ ! -x "$COMPAT/previous-$PREVIOUS/fleetgate-agent" ]; then
   git -C "$ROOT" archive "$PREVIOUS" | tar -x -C "$src"
   build_tree "previous-$PREVIOUS" "$src"
 fi
-future_key=$(git -C "$ROOT" ls-files -s shared | git hash-object --stdin | cut -c1-12)
+# The future agent is this tree's, so its cache key is what its build reads, edits included.
+future_key=$( { git -C "$ROOT" ls-files -s shared daemon agent Cargo.lock
+                git -C "$ROOT" diff HEAD -- shared daemon agent Cargo.lock; } \
+              | git hash-object --stdin | cut -c1-12)
 if [ ! -x "$COMPAT/future-$future_key/fleetgate-agent" ]; then
   src=$COMPAT/src-future
   rm -rf "$src" && mkdir -p "$src"
@@ -91,7 +96,7 @@ start_agent() {
 }
 
 # metric_sum TEXT_FILE PATTERN: the sum of the values of lines matching PATTERN (grep -E).
-metric_sum() { grep -E "$2" "$1" | awk '{s += $NF} END {print s + 0}'; }
+metric_sum() { { grep -E "$2" "$1" || true; } | awk '{s += $NF} END {print s + 0}'; }
 
 # wait_pushes NODE N: waits (at most 60 s) until NODE is up on the hub and the hub has
 # accepted N pushes (one agent per hub, so they are NODE's); leaves the exposition in
