@@ -60,6 +60,8 @@ pub struct Hub {
     pub addr: String,
     pub admin_token: String,
     pub enroll_token_file: PathBuf,
+    /// `http`, or `https` when the hub was started with a certificate.
+    scheme: &'static str,
     child: Child,
     http: reqwest::Client,
 }
@@ -68,6 +70,17 @@ impl Hub {
     /// Starts a hub on `listen` (e.g. `127.0.0.1:0`) with `data_dir`, and waits until it has
     /// written its bound address.
     pub async fn start(data_dir: &Path, listen: &str) -> Hub {
+        Hub::start_with(data_dir, listen, &[], None).await
+    }
+
+    /// Starts a hub like [`Hub::start`] with `extra` arguments. With `ca` (the PEM CA that
+    /// signed the hub's certificate) the hub serves HTTPS and this handle trusts that CA.
+    pub async fn start_with(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        ca: Option<&Path>,
+    ) -> Hub {
         std::fs::create_dir_all(data_dir).unwrap();
         let addr_file = data_dir.join("listen.addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -79,6 +92,7 @@ impl Hub {
         let child = Command::new(hub_bin())
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("FLEETGATE_ADMIN_TOKEN")
             .env_remove("FLEETGATE_ENROLL_TOKEN")
@@ -91,11 +105,16 @@ impl Hub {
             addr: String::new(),
             admin_token: String::new(),
             enroll_token_file: data_dir.join("enroll.token"),
+            scheme: if ca.is_some() { "https" } else { "http" },
             child,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: {
+                let mut b = reqwest::Client::builder().timeout(Duration::from_secs(10));
+                if let Some(ca) = ca {
+                    let pem = std::fs::read(ca).unwrap();
+                    b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+                }
+                b.build().unwrap()
+            },
         };
         let addr = eventually(Duration::from_secs(30), "the hub's listen.addr", || {
             let status = hub.child.try_wait().unwrap();
@@ -117,7 +136,7 @@ impl Hub {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn log(&self) -> String {
