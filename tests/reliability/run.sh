@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The reliability suite of the test command: the short version of every part of the campaign
 # (docs/RELIABILITY.md has the full runs and their figures) — soak with SIGKILL, SIGSTOP and
-# graceful restarts; abusive clients; overload; network faults in a network namespace (root,
-# iproute2, iptables); upgrade compatibility with the previous release's binaries. Each part
+# graceful restarts; abusive clients; overload; a full and a read-only data directory (root);
+# network faults in a network namespace (root, iproute2, iptables); upgrade compatibility with the previous release's binaries. Each part
 # exits non-zero when one of its checks fails; the JSON reports land in $TARGET/reliability/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,6 +40,7 @@ if require "root, ip, tc and iptables (network namespaces for the fault injectio
     bash -c '[ "$(id -u)" = 0 ] && command -v ip && command -v tc && command -v iptables'; then
   part faults "$CAMPAIGN" --quick --json "$OUT/faults.json" faults
 fi
+part disk bash tests/reliability/disk.sh
 part compat bash tests/reliability/compat.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
