@@ -9,8 +9,10 @@ export CI="${CI:-false}"
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -----------------------------------------------------------------------
-PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 iptables fonts-dejavu-core procps systemd file openssl libc6-dev)
+PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
+          docker.io docker-compose zstd busybox-static curl iproute2 iptables fonts-dejavu-core procps
+          systemd file openssl libc6-dev chromium chromium-driver tinyproxy
+          debootstrap dpkg-dev binutils help2man lintian)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Python venv (Triton on CPU, Ansible tooling) -------------------------------------------
-if ! .venv/bin/python -c 'import pytriton, ansible, requests' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import pytriton, ansible, ansible_collections.community.docker, requests, selenium' >/dev/null 2>&1 \
    || ! [ -x .venv/bin/ansible-lint ] || ! [ -x .venv/bin/yamllint ]; then
   log "creating .venv with scripts/requirements-test.txt"
   python3 -m venv .venv
@@ -65,7 +67,10 @@ suite() {
 suite "cargo test" cargo test --workspace --no-fail-fast
 [ -f compose/tests/run.sh ] && suite "compose" bash compose/tests/run.sh
 [ -f tests/dashboards/run.sh ] && suite "dashboards" bash tests/dashboards/run.sh
+suite "alerts" bash tests/alerts/run.sh
 [ -f ansible/tests/run.sh ] && suite "ansible" bash ansible/tests/run.sh
+suite "fleet page" bash tests/browser/run.sh
+suite "packages" bash tests/packages/run.sh
 suite "loadtest --quick" target/release/fleetgate-loadtest --quick \
   --hub-bin target/release/fleetgate-hub --json target/loadtest-quick.json
 suite "reliability" bash tests/reliability/run.sh

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use fleetgate_daemon::settings::{Given, Layers, Origin};
 use serde::Deserialize;
 
+use crate::hub_client::ProxyUrl;
+
 /// Command line of `fleetgate-agent`. Every value is kept as given (strings) so that
 /// [`Config::from_args`] can report a bad one by its environment variable name.
 #[derive(Debug, Parser)]
@@ -106,6 +108,14 @@ pub struct Args {
     /// CA certificate(s) (PEM) the hub's certificate must chain to, instead of the built-in web roots.
     #[arg(long, global = true, env = "FLEETGATE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Directory whose `*.prom` files are merged into every snapshot, like node_exporter's
+    /// textfile collector (off when unset).
+    #[arg(long, global = true, env = "FLEETGATE_TEXTFILE_DIR")]
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub, `http://[user:password@]host:port`; without it the
+    /// agent uses HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies to both.
+    #[arg(long, global = true, env = "FLEETGATE_PROXY", hide_env_values = true)]
+    pub proxy: Option<String>,
 }
 
 /// Subcommands.
@@ -151,6 +161,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
+    textfile_dir: Option<PathBuf>,
+    proxy: Option<String>,
 }
 
 /// A collector that can be switched on or off with `--collectors`.
@@ -230,6 +242,9 @@ mod keys {
     pub const TLS_CERT: Key = Key::new("tls_cert", "--tls-cert", "FLEETGATE_TLS_CERT");
     pub const TLS_KEY: Key = Key::new("tls_key", "--tls-key", "FLEETGATE_TLS_KEY");
     pub const TLS_CA: Key = Key::new("tls_ca", "--tls-ca", "FLEETGATE_TLS_CA");
+    pub const TEXTFILE_DIR: Key =
+        Key::new("textfile_dir", "--textfile-dir", "FLEETGATE_TEXTFILE_DIR");
+    pub const PROXY: Key = Key::new("proxy", "--proxy", "FLEETGATE_PROXY");
 }
 
 /// Where the host collector reads the host's pseudo file systems.
@@ -275,6 +290,10 @@ pub struct Config {
     pub host: HostMounts,
     /// Client certificate and CA for TLS to the hub.
     pub tls: ClientTls,
+    /// Directory of `*.prom` files for the textfile collector; `None` switches it off.
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub; `None` leaves it to the environment.
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// Default push interval.
@@ -430,6 +449,29 @@ impl Config {
             layers.pick(keys::TLS_KEY, args.tls_key, file.tls_key),
             layers.pick(keys::TLS_CA, args.tls_ca, file.tls_ca),
         )?;
+        let textfile_dir =
+            match layers.pick(keys::TEXTFILE_DIR, args.textfile_dir, file.textfile_dir) {
+                Some(dir) if dir.value.as_os_str().is_empty() => {
+                    return Err(dir.invalid(
+                        "must not be empty (leave it unset to switch the textfile collector off)",
+                    ))
+                }
+                Some(dir) => Some(dir.value),
+                None => None,
+            };
+        let proxy = match layers.pick(keys::PROXY, args.proxy, file.proxy) {
+            Some(given) => {
+                let proxy = ProxyUrl::parse(&given.value).map_err(|e| given.invalid(e))?;
+                if proxy.has_password() && matches!(given.origin, Origin::File(_)) {
+                    return Err(given.invalid(
+                        "a configuration file may not hold a secret: give a proxy URL with a \
+                         password in FLEETGATE_PROXY or HTTPS_PROXY instead",
+                    ));
+                }
+                Some(proxy)
+            }
+            None => None,
+        };
 
         let path = |key, flag, in_file, default: &str| {
             layers
@@ -465,8 +507,36 @@ impl Config {
                 rootfs: path(keys::ROOTFS_PATH, args.rootfs_path, file.rootfs_path, "/"),
             },
             tls,
+            textfile_dir,
+            proxy,
         };
         Ok((mode, config))
+    }
+
+    /// How requests to the hub leave this machine, for the start-up log line.
+    pub fn outbound(&self) -> String {
+        if let Some(p) = &self.proxy {
+            return format!("proxy {} (--proxy)", p.redacted());
+        }
+        let set: Vec<&str> = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+        if set.is_empty() {
+            "direct".into()
+        } else {
+            format!(
+                "proxy from {} unless NO_PROXY matches the hub",
+                set.join(", ")
+            )
+        }
     }
 
     /// Whether `kind` is in the enabled collector list.
@@ -759,6 +829,52 @@ mod tests {
         );
         let e = err(&["--node", "n", "--tls-ca", p]);
         assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn textfile_dir_and_proxy() {
+        let (_, c) = load(&["--node", "n"]).unwrap();
+        assert_eq!((c.textfile_dir.clone(), c.proxy.clone()), (None, None));
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--textfile-dir",
+            "/var/lib/prometheus/node-exporter",
+            "--proxy",
+            "http://user:s3cret@proxy.corp:3128",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.textfile_dir,
+            Some(PathBuf::from("/var/lib/prometheus/node-exporter"))
+        );
+        assert!(c.outbound().contains("user:***@proxy.corp:3128"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = err(&["--node", "n", "--proxy", "socks5://p:1080"]);
+        assert!(e.starts_with("--proxy / FLEETGATE_PROXY: "), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "proxy = \"http://proxy.corp:3128\"\ntextfile_dir = \"/tf\"\n",
+        )
+        .unwrap();
+        let (_, c) = load(&["--config", p, "--node", "n"]).unwrap();
+        assert_eq!(c.proxy.unwrap().redacted(), "http://proxy.corp:3128/");
+        assert_eq!(c.textfile_dir, Some(PathBuf::from("/tf")));
+        std::fs::write(&path, "textfile_dir = \"\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(e.starts_with(&format!("{p}: textfile_dir: ")), "{e}");
+        // A password is a secret: not in the file.
+        std::fs::write(&path, "proxy = \"http://u:s3cret@proxy.corp:3128\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(
+            e.starts_with(&format!("{p}: proxy: ")) && e.contains("secret"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]

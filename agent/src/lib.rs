@@ -17,6 +17,7 @@ use collectors::containers::ContainerCollector;
 use collectors::gpu::GpuCollector;
 use collectors::host::{HostCollector, HostPaths};
 use collectors::scrape::ScrapeCollector;
+use collectors::textfile::TextfileCollector;
 use config::{CollectorKind, Config, Mode};
 use hub_client::HubError;
 
@@ -82,7 +83,7 @@ pub async fn run(
             let (collection, gpu_devices) = build_collection(&config, stats.clone());
             let enrollment = enroll::enrollment(&config, gpu_devices);
             tracing::info!(node = %config.node, hub = %config.hub, interval = ?config.interval,
-                collectors = ?collection.names(), "fleetgate-agent starting");
+                collectors = ?collection.names(), outbound = %config.outbound(), "fleetgate-agent starting");
             push::PushLoop::new(config, collection, stats, enrollment)?
                 .run(shutdown)
                 .await
@@ -111,6 +112,9 @@ pub fn build_collection(config: &Config, stats: PushStats) -> (Collection, u32) 
             "scrape",
             ScrapeCollector::new(config.scrape_urls.clone(), config.scrape_timeout),
         );
+    }
+    if let Some(dir) = &config.textfile_dir {
+        c.add("textfile", Ok(TextfileCollector::new(dir.clone())));
     }
     (c, gpu_devices)
 }

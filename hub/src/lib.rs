@@ -4,11 +4,14 @@
 //! `main.rs` only parses the configuration, binds and calls [`run`]; everything else lives here
 //! so tests drive the hub through [`router`] or a real listener.
 
+pub mod activity;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod exposition;
+pub mod fleet;
 pub mod guard;
 pub mod labels;
 pub mod metrics;
@@ -56,6 +59,8 @@ pub struct Shared {
     pub push_gate: guard::PushGate,
     /// Counts refused connections and requests and logs them once per source.
     pub refusals: guard::Refusals,
+    /// What each node's pushes did, for the fleet page.
+    pub activity: activity::Activity,
     /// Digest of the admin token.
     admin_token: tokens::TokenHash,
     /// Digest of the enrollment token.
@@ -89,6 +94,7 @@ impl AppState {
                 push_gate: guard::PushGate::new(p.max_pending_pushes),
                 refusals: guard::Refusals::new(metrics.refused_connections.clone()),
                 metrics,
+                activity: activity::Activity::new(),
                 admin_token,
                 enroll_token,
                 metrics_token: config

@@ -1,6 +1,6 @@
 //! The hub's own metrics (`fleetgate_hub_*`), kept in a `prometheus` registry and appended to
 //! `/metrics` with its text encoder. They carry no node labels of their own except `node` on the
-//! quarantine gauge; Prometheus adds job and instance.
+//! quarantine gauge and the refused-pushes counter; Prometheus adds job and instance.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -38,7 +38,13 @@ pub struct HubMetrics {
     pub auth_rate_limited: IntCounterVec,
     /// Audit records that could not be written (each is logged instead).
     pub audit_failures: IntCounter,
+    /// Pushes of an enrolled node refused, by node and reason.
+    node_refused_pushes: IntCounterVec,
 }
+
+/// The `reason` values of `fleetgate_hub_node_refused_pushes_total`: the push results that mean
+/// an authenticated node's push was refused and its interval lost.
+pub const REFUSED_PUSH_REASONS: [&str; 4] = ["unsupported", "too_large", "malformed", "invalid"];
 
 impl HubMetrics {
     /// Creates and registers every metric.
@@ -131,6 +137,14 @@ impl HubMetrics {
             "Audit records that could not be appended to DATA_DIR/audit.log.",
         )
         .expect("static metric definition");
+        let node_refused_pushes = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_node_refused_pushes_total",
+                "Pushes of an enrolled node refused (its interval lost), by node and reason.",
+            ),
+            &["node", "reason"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(pushes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(push_bytes.clone()),
@@ -145,6 +159,7 @@ impl HubMetrics {
             Box::new(auth_failures.clone()),
             Box::new(auth_rate_limited.clone()),
             Box::new(audit_failures.clone()),
+            Box::new(node_refused_pushes.clone()),
         ] {
             // Names are distinct constants, so registration cannot collide.
             let _ = registry.register(c);
@@ -167,6 +182,27 @@ impl HubMetrics {
             auth_failures,
             auth_rate_limited,
             audit_failures,
+            node_refused_pushes,
+        }
+    }
+
+    /// Counts one refused push of an authenticated `node`: `result` is one of
+    /// [`REFUSED_PUSH_REASONS`] (any other result is not a refusal and is ignored).
+    pub fn node_refused(&self, node: &str, result: &str) {
+        if REFUSED_PUSH_REASONS.contains(&result) {
+            self.node_refused_pushes
+                .with_label_values(&[node, result])
+                .inc();
+        }
+    }
+
+    /// Drops every series labelled with `node`, once the node is removed.
+    pub fn forget_node(&self, node: &str) {
+        let _ = self.quarantined_families.remove_label_values(&[node]);
+        for reason in REFUSED_PUSH_REASONS {
+            let _ = self
+                .node_refused_pushes
+                .remove_label_values(&[node, reason]);
         }
     }
 

@@ -1,5 +1,5 @@
-//! Node administration: `/add_node`, `/remove_node`, `/nodes`. Each answer is audited
-//! (`DATA_DIR/audit.log`), refused attempts included.
+//! Node administration: `/add_node`, `/remove_node`, `/readmit_node`, `/nodes`. Each answer
+//! is audited (`DATA_DIR/audit.log`), refused attempts included.
 
 use std::collections::BTreeMap;
 
@@ -25,11 +25,11 @@ pub struct Enrolled {
     pub token: String,
 }
 
-/// Body of `/remove_node`.
+/// Body of `/remove_node` and `/readmit_node`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveRequest {
-    /// Node to remove.
+    /// The node.
     pub node: String,
 }
 
@@ -65,6 +65,7 @@ fn registry_error(e: RegistryError) -> ApiError {
     match e {
         RegistryError::RemovedNeedsAdmin(_) => ApiError::Forbidden(e.to_string()),
         RegistryError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        RegistryError::NotRemoved(_) => ApiError::Conflict(e.to_string()),
         RegistryError::Io(io) => match crate::error::storage_problem(&io) {
             Some(problem) => {
                 tracing::error!(error = %io, "cannot write the node registry");
@@ -262,13 +263,65 @@ async fn remove(
         .await?
         .map_err(registry_error)?;
     state.store.remove(&removed.node, removed.epoch);
-    let _ = state
-        .metrics
-        .quarantined_families
-        .remove_label_values(&[&removed.node]);
+    state.metrics.forget_node(&removed.node);
     tracing::info!(node = %removed.node, "node removed");
     Ok(Json(
         serde_json::json!({ "node": req.node, "removed": true }),
+    ))
+}
+
+/// `POST /readmit_node` with the admin token: a removed node may enroll again with the
+/// enrollment token (its agent does when restarted); its old push token stays revoked.
+pub async fn readmit_node(
+    State(state): State<AppState>,
+    source: Source,
+    headers: HeaderMap,
+    body: Result<Json<RemoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let node = body.as_ref().ok().map(|Json(r)| r.node.clone());
+    let caller = super::authenticate(
+        &state,
+        source,
+        "readmit_node",
+        super::bearer(&headers),
+        "not the admin token",
+        |t| state.is_admin(t).then_some(()),
+    );
+    let actor = if caller.is_ok() {
+        Actor::Admin
+    } else {
+        Actor::None
+    };
+    let answer = match caller {
+        Ok(()) => readmit(&state, body).await,
+        Err(e) => Err(e),
+    };
+    audit(
+        &state,
+        "readmit_node",
+        node.as_deref(),
+        actor,
+        source,
+        &answer,
+    )
+    .await;
+    answer
+}
+
+/// Re-admits the node of `body`, once the caller is known to be the admin.
+async fn readmit(
+    state: &AppState,
+    body: Result<Json<RemoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req = json_body(body)?;
+    let worker = state.clone();
+    let node = req.node.clone();
+    let id = super::blocking(move || worker.registry.readmit(&node))
+        .await?
+        .map_err(registry_error)?;
+    tracing::info!(node = %id.node, "removed node re-admitted; it may enroll again");
+    Ok(Json(
+        serde_json::json!({ "node": id.node, "readmitted": true }),
     ))
 }
 

@@ -9,6 +9,7 @@ use axum::Json;
 use fleetgate_shared::ContentEncoding;
 use serde::Serialize;
 
+use crate::activity::PushKind;
 use crate::decode::{self, BodyFormat};
 use crate::error::ApiError;
 use crate::guard::Refusal;
@@ -67,6 +68,10 @@ pub async fn push(
         Ok(kind) => kind,
         Err(e) => {
             state.metrics.push("unsupported", declared_len);
+            state.metrics.node_refused(&node, "unsupported");
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -76,10 +81,15 @@ pub async fn push(
         Err(e) => {
             tracing::debug!(%node, error = %e, "push body not read");
             state.metrics.push("too_large", declared_len);
-            return Err(ApiError::TooLarge(format!(
+            state.metrics.node_refused(&node, "too_large");
+            let e = ApiError::TooLarge(format!(
                 "request body exceeds the limit of {} bytes",
                 limits.max_body_bytes
-            )));
+            ));
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
+            return Err(e);
         }
     };
     let body_len = bytes.len();
@@ -144,7 +154,11 @@ pub async fn push(
                 _ => result,
             };
             state.metrics.push(result, body_len);
+            state.metrics.node_refused(&node, result);
             tracing::info!(%node, error = %e, "push refused");
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -163,6 +177,16 @@ pub async fn push(
                     .with_label_values(&["type_conflict"])
                     .inc_by(q_series as u64);
             }
+            let kind = if values_push {
+                PushKind::Values
+            } else {
+                PushKind::Full
+            };
+            let named: Vec<(String, String)> = quarantined
+                .iter()
+                .map(|q| (q.name.clone(), q.message.clone()))
+                .collect();
+            state.activity.accepted(&node, kind, &named);
             // A values push keeps the families, and so the quarantine, of its base.
             if !values_push {
                 state
