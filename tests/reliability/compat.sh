@@ -158,7 +158,8 @@ start_agent "$FUTURE/fleetgate-agent" future-agent
 if wait_pushes future-agent 5; then
   text=$(metric_sum "$WORK/metrics.txt" "^fleetgate_agent_pushes_total\{.*kind=\"text\".*node=\"future-agent\"|^fleetgate_agent_pushes_total\{.*node=\"future-agent\".*kind=\"text\"")
   series=$(grep -cE "^node_load1\{.*node=\"future-agent\"" "$WORK/metrics.txt" || true)
-  if [ "${text%.*}" -ge 5 ] && [ "$series" -ge 1 ] && grep -q "pushing the text format instead" "$WORK/future-agent.log"; then
+  # Each snapshot counts the pushes accepted before it was sent: the fifth says four.
+  if [ "${text%.*}" -ge 4 ] && [ "$series" -ge 1 ] && grep -q "pushing the text format instead" "$WORK/future-agent.log"; then
     pass "the future agent falls back to the text format: $text text pushes, node_load1 served"
   else
     fail "future agent: $text text pushes, $series node_load1 lines: $(tail -5 "$WORK/future-agent.log")"
