@@ -164,6 +164,12 @@ impl Fleet {
             .collect()
     }
 
+    /// Pushes `workload` from now on (loops started later); its interval is the one the
+    /// snapshots declare, which the hub's stale window follows.
+    pub fn set_workload(&mut self, workload: Arc<Workload>) {
+        self.workload = workload;
+    }
+
     /// Asks every node loop to end after its current push (a later start runs them again).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);

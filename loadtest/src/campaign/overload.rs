@@ -66,7 +66,7 @@ pub async fn run(args: Args, bins: &super::Bins, dir: &std::path::Path) -> Resul
         Shape::with(args.cpus, 4, 2),
         args.interval.as_secs_f64(),
     ));
-    let fleet = Fleet::enroll(
+    let mut fleet = Fleet::enroll(
         &hub.url(""),
         &enroll,
         "overload",
@@ -103,6 +103,12 @@ pub async fn run(args: Args, bins: &super::Bins, dir: &std::path::Path) -> Resul
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
+    // The quiet pushes declare their own, longer interval: snapshots still saying the storm's
+    // would leave each node stale for most of the time between two of them.
+    fleet.set_workload(Arc::new(Workload::new(
+        Shape::with(args.cpus, 4, 2),
+        (args.interval * 5).as_secs_f64(),
+    )));
     let quiet = fleet.start_pushing(args.interval * 5, false);
     let back = fleet::wait_all_up(
         &http,
