@@ -178,7 +178,11 @@ impl PushLoop {
             }
             let mut snapshot = match pending.take() {
                 Some((s, at)) if at.elapsed() < self.config.interval => s,
-                _ => self.collect().await,
+                stale => {
+                    // Freed before the next collection, so an outage never holds two.
+                    drop(stale);
+                    self.collect().await
+                }
             };
             let collected_at = Instant::now();
             seq += 1;

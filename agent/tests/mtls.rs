@@ -3,13 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{agent_args, eventually, refs, value, Agent, Hub};
+use fleetgate_testkit::exposition::value;
+use fleetgate_testkit::{eventually, Agent, AgentArgs, Hub};
 
 /// Makes in `dir`: a CA (`ca.pem`), the hub's certificate for 127.0.0.1 (`hub.pem`,
 /// `hub.key`), a client certificate signed by the CA (`client.pem`, `client.key`) and one
@@ -60,35 +59,26 @@ async fn pushes_need_a_client_certificate_from_the_given_ca() {
         return;
     }
     let file = |n: &str| certs.join(n).display().to_string();
-    let hub = Hub::start_with(
-        &tmp.path().join("hub"),
-        "127.0.0.1:0",
-        &[
-            "--tls-cert",
-            &file("hub.pem"),
-            "--tls-key",
-            &file("hub.key"),
-            "--tls-client-ca",
-            &file("ca.pem"),
-        ],
-        Some(&certs.join("ca.pem")),
-    )
-    .await;
+    let mut hub = Hub::start(&[
+        "--tls-cert",
+        &file("hub.pem"),
+        "--tls-key",
+        &file("hub.key"),
+        "--tls-client-ca",
+        &file("ca.pem"),
+    ]);
+    hub.use_tls(&std::fs::read(certs.join("ca.pem")).unwrap());
 
     // With a client certificate of the CA: enrolled, pushing, on /metrics.
-    let mut args = agent_args(&hub, "trusted", &tmp.path().join("trusted"), "");
-    args.extend(
-        [
-            "--tls-cert",
-            &file("client.pem"),
-            "--tls-key",
-            &file("client.key"),
-            "--tls-ca",
-            &file("ca.pem"),
-        ]
-        .map(String::from),
-    );
-    let mut trusted = Agent::start(&refs(&args), &tmp.path().join("trusted.log"));
+    let args = AgentArgs::new(&hub, "trusted", &tmp.path().join("trusted")).with([
+        "--tls-cert",
+        &file("client.pem"),
+        "--tls-key",
+        &file("client.key"),
+        "--tls-ca",
+        &file("ca.pem"),
+    ]);
+    let mut trusted = Agent::start(args.args());
     eventually(Duration::from_secs(30), "the trusted node up", || {
         let hub = &hub;
         async move { (hub.node_state("trusted").await.as_deref() == Some("up")).then_some(()) }
@@ -106,20 +96,12 @@ async fn pushes_need_a_client_certificate_from_the_given_ca() {
         ("anonymous", None),
         ("rogue", Some(("rogue.pem", "rogue.key"))),
     ] {
-        let mut args = agent_args(&hub, node, &tmp.path().join(node), "");
-        args.extend(["--tls-ca".to_string(), file("ca.pem")]);
+        let mut args =
+            AgentArgs::new(&hub, node, &tmp.path().join(node)).with(["--tls-ca", &file("ca.pem")]);
         if let Some((cert, key)) = identity {
-            args.extend([
-                "--tls-cert".into(),
-                file(cert),
-                "--tls-key".into(),
-                file(key),
-            ]);
+            args = args.with(["--tls-cert", &file(cert), "--tls-key", &file(key)]);
         }
-        refused.push(Agent::start(
-            &refs(&args),
-            &tmp.path().join(format!("{node}.log")),
-        ));
+        refused.push(Agent::start(args.args()));
     }
     // Without a certificate the hub answers 401 naming the cause: a refusal the agent does
     // not retry, so it stops, saying why.
