@@ -30,7 +30,7 @@ fi
 
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
-          docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
+          docker.io docker-compose zstd busybox-static curl iproute2 iptables fonts-dejavu-core procps
           systemd file openssl libc6-dev g++ chromium chromium-driver tinyproxy
           debootstrap dpkg-dev binutils help2man lintian
           victoria-metrics)
@@ -81,5 +81,6 @@ suite "fleet page" bash tests/browser/run.sh
 suite "packages" bash tests/packages/run.sh
 suite "loadtest --quick" "$TARGET_DIR/release/fleetgate-loadtest" --quick --hub-bin "$TARGET_DIR/release/fleetgate-hub" --json "$TARGET_DIR/loadtest-quick.json" --max-failed 0 --min-ingest-ratio 0.9
 suite "fuzz corpus" bash fuzz/run.sh
+suite "reliability" bash tests/reliability/run.sh
 
 suite_summary

@@ -113,8 +113,12 @@ impl PushLoop {
         stats: PushStats,
         enrollment: Enrollment,
     ) -> Result<Self, AgentError> {
-        let client =
-            HubClient::with_proxy(&config.hub, config.push_timeout, config.proxy.as_ref())?;
+        let client = HubClient::with_options(
+            &config.hub,
+            config.push_timeout,
+            &config.tls,
+            config.proxy.as_ref(),
+        )?;
         let state = StateDir::new(&config.state_dir);
         Ok(PushLoop {
             config,
@@ -352,7 +356,8 @@ pub async fn deregister(config: &Config) -> Result<(), AgentError> {
         return Ok(());
     };
     let EnrolledAs { node, hub } = &creds.enrolled_as;
-    let client = HubClient::with_proxy(hub, config.push_timeout, config.proxy.as_ref())?;
+    let client =
+        HubClient::with_options(hub, config.push_timeout, &config.tls, config.proxy.as_ref())?;
     match client.remove(creds.token.expose(), node).await {
         Ok(()) => tracing::info!(%node, %hub, "node removed from the hub"),
         Err(HubError::Rejected { status: 404, .. }) => {

@@ -5,17 +5,20 @@
 //! so tests drive the hub through [`router`] or a real listener.
 
 pub mod activity;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod exposition;
 pub mod fleet;
+pub mod guard;
 pub mod labels;
 pub mod metrics;
 pub mod prepare;
 pub mod registry;
 pub mod routes;
+pub mod server;
 pub mod shard;
 pub mod snapshots;
 pub mod store;
@@ -52,12 +55,22 @@ pub struct Shared {
     pub store: Store,
     /// Self-metrics.
     pub metrics: metrics::HubMetrics,
+    /// `DATA_DIR/audit.log`: identity changes and admin access.
+    pub audit: audit::AuditLog,
+    /// Failed authentications per source address.
+    pub auth_limiter: guard::AuthLimiter,
+    /// The bound on pushes waiting for ingest.
+    pub push_gate: guard::PushGate,
+    /// Counts refused connections and requests and logs them once per source.
+    pub refusals: guard::Refusals,
     /// What each node's pushes did, for the fleet page.
     pub activity: activity::Activity,
     /// Digest of the admin token.
     admin_token: tokens::TokenHash,
     /// Digest of the enrollment token.
     enroll_token: tokens::TokenHash,
+    /// Digest of the token scrapes of `/metrics` must present, when one is set.
+    metrics_token: Option<tokens::TokenHash>,
 }
 
 impl AppState {
@@ -93,15 +106,27 @@ impl AppState {
                 "snapshots file skipped; nodes reappear with their next push"
             ),
         }
+        let audit = audit::AuditLog::open(dir, audit::DEFAULT_MAX_BYTES)
+            .map_err(StartError::io("opening the audit log"))?;
+        let metrics = metrics::HubMetrics::new();
+        let p = config.protection;
         Ok(AppState {
             inner: Arc::new(Shared {
-                config,
                 registry,
                 store,
-                metrics: metrics::HubMetrics::new(),
+                audit,
+                auth_limiter: guard::AuthLimiter::new(p.auth_failure_burst, p.auth_failure_rate),
+                push_gate: guard::PushGate::new(p.max_pending_pushes),
+                refusals: guard::Refusals::new(metrics.refused_connections.clone()),
+                metrics,
                 activity: activity::Activity::new(),
                 admin_token,
                 enroll_token,
+                metrics_token: config
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| tokens::hash(t.expose())),
+                config,
             }),
         })
     }
@@ -114,6 +139,33 @@ impl AppState {
     /// Whether `token` is the enrollment token.
     pub fn is_enroll(&self, token: &str) -> bool {
         tokens::digests_equal(&tokens::hash(token), &self.inner.enroll_token)
+    }
+
+    /// The digest of the `/metrics` token, when scrapes must present one.
+    pub fn metrics_token(&self) -> Option<&tokens::TokenHash> {
+        self.inner.metrics_token.as_ref()
+    }
+
+    /// Appends `record` to the audit log on a blocking thread; a record that cannot be written
+    /// is logged instead (with everything it held: none of it is secret) and counted.
+    pub async fn audit(&self, record: audit::Record) {
+        let state = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let result = state.audit.append(&record);
+            (result, record)
+        })
+        .await;
+        match written {
+            Ok((Ok(()), _)) => {}
+            Ok((Err(e), record)) => {
+                self.metrics.audit_failures.inc();
+                tracing::error!(error = %e, ?record, "could not append to the audit log");
+            }
+            Err(e) => {
+                self.metrics.audit_failures.inc();
+                tracing::error!(error = %e, "audit task failed");
+            }
+        }
     }
 }
 
@@ -271,12 +323,6 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// HTTP/1 read buffer per connection at most. Every agent keeps one connection open between
-/// pushes; hyper's default lets each buffer grow to about 400 KB, and a push of 10-20 KB
-/// left 20-30 KB per idle connection (60 MB at 2,000 nodes). Bodies still stream through in
-/// chunks of this size, so larger pushes are unaffected apart from more, smaller reads.
-const MAX_CONNECTION_BUFFER: usize = 8 * 1024;
-
 /// Runs the hub on an already bound `listener` until `shutdown` completes: loads identities,
 /// writes the bound address to `DATA_DIR/listen.addr`, serves HTTP (or HTTPS with
 /// `config.tls`), and evicts stale snapshots in the background.
@@ -305,52 +351,29 @@ pub async fn run(
         }
     });
 
-    let addr_file = state.config.data_dir.join("listen.addr");
-    let handle = axum_server::Handle::new();
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            shutdown.await;
-            handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        }
-    });
-    let served = match state.config.tls.clone() {
-        None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .max_buf_size(MAX_CONNECTION_BUFFER);
-            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
-                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
-            tracing::info!(%addr, "fleetgate-hub listening (http)");
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(StartError::io("serving"))
-        }
-        Some((cert, key)) => {
-            // Several hubs in one process (tests) may race to install it; either way one is set.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| {
-                    StartError::Tls(format!("{} / {}: {e}", cert.display(), key.display()))
-                })?;
-            let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .max_buf_size(MAX_CONNECTION_BUFFER);
-            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
-                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
-            tracing::info!(%addr, "fleetgate-hub listening (https)");
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(StartError::io("serving"))
-        }
+    let tls = match &state.config.tls {
+        None => None,
+        Some((cert, key)) => Some(server::Tls::load(
+            cert,
+            key,
+            state.config.tls_client_ca.as_deref(),
+        )?),
     };
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(StartError::io("configuring the listener"))?;
+    server::raise_open_files_limit(state.config.protection.max_connections);
+    let addr_file = state.config.data_dir.join("listen.addr");
+    fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+        .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
+    let scheme = match (&tls, &state.config.tls_client_ca) {
+        (None, _) => "http",
+        (Some(_), None) => "https",
+        (Some(_), Some(_)) => "https, client certificates",
+    };
+    tracing::info!(%addr, scheme, "fleetgate-hub listening");
+    let served = server::serve(state.clone(), listener, app, tls, shutdown)
+        .await
+        .map_err(StartError::io("serving"));
     sweeper.abort();
     served?;
     // No push is in flight any more: what is saved is the last state every agent was told.

@@ -2,6 +2,7 @@
 //! own client to a hub it starts, the same workload against Prometheus Pushgateway, and the
 //! figures side by side (table, JSON, sweep chart).
 
+pub mod campaign;
 pub mod chart;
 pub mod config;
 pub mod latency;

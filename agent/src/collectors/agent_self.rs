@@ -35,7 +35,7 @@ struct PushCounters {
     failures: BTreeMap<&'static str, u64>,
     /// Request body bytes of successful pushes since start.
     sent_bytes: u64,
-    /// Accepted pushes by kind (`full`, `values`) since start.
+    /// Accepted pushes by kind (`full`, `values`, `text`) since start.
     accepted: BTreeMap<&'static str, u64>,
     /// Values pushes the hub refused with 409 (each followed by a full snapshot).
     conflicts: u64,
@@ -61,7 +61,7 @@ impl PushStats {
         c.sent_bytes += body_bytes as u64;
     }
 
-    /// Counts an accepted push of `kind` (`full` or `values`).
+    /// Counts an accepted push of `kind` (`full`, `values` or `text`).
     pub fn record_accepted(&self, kind: &'static str) {
         *self.lock().accepted.entry(kind).or_default() += 1;
     }
@@ -128,10 +128,10 @@ pub fn write(collectors: &[CollectorHealth], push: &PushStats, out: &mut MetricB
                 *n as f64,
             );
         }
-        for kind in ["full", "values"] {
+        for kind in ["full", "values", "text"] {
             out.counter(
                 "fleetgate_agent_pushes_total",
-                "Pushes the hub accepted, by kind: full snapshots, or only the values against the last accepted push.",
+                "Pushes the hub accepted, by kind: full snapshots, only the values against the last accepted push, or the text format (for a hub that does not read this agent's snapshot encoding).",
                 &[("kind", kind)],
                 p.accepted.get(kind).copied().unwrap_or(0) as f64,
             );

@@ -24,12 +24,42 @@ const QUEUED_CHUNKS: usize = 4;
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Renders every fresh node's families, the synthetic node series and the self-metrics; with
-/// `?shard=I&of=N` only the nodes of that shard (the self-metrics in shard 0 only).
+/// `?shard=I&of=N` only the nodes of that shard (the self-metrics in shard 0 only). With
+/// `--metrics-token`, only for a scrape that presents it (bearer, or as the basic-auth password).
 pub async fn metrics(
     State(state): State<AppState>,
+    source: super::Source,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(expected) = state.metrics_token() {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let presented = crate::tokens::bearer(value)
+            .map(str::to_string)
+            .or_else(|| crate::tokens::basic_password(value));
+        let checked = super::authenticate(
+            &state,
+            source,
+            "metrics",
+            presented.as_deref(),
+            "this hub's /metrics needs its token (Authorization: Bearer <token>, or basic auth with the token as password)",
+            |t| crate::tokens::digests_equal(&crate::tokens::hash(t), expected).then_some(()),
+        );
+        if let Err(e) = checked {
+            let mut resp = e.into_response();
+            if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"fleetgate-hub\", Basic realm=\"fleetgate-hub\"",
+                    ),
+                );
+            }
+            return resp;
+        }
+    }
     let shard = match Shard::from_query(query.as_deref()) {
         Ok(shard) => shard,
         Err(message) => return ApiError::BadRequest(message).into_response(),
