@@ -86,6 +86,9 @@ pub struct Fleet {
     pub stats: Arc<FleetStats>,
     /// Set to stop every node's loop.
     stop: Arc<AtomicBool>,
+    /// Each node's last sequence number, kept across loops: a later loop restarting at 1 would
+    /// push snapshots the hub rightly ignores as older than the one it holds.
+    seqs: Arc<Vec<AtomicU64>>,
 }
 
 impl Fleet {
@@ -122,6 +125,7 @@ impl Fleet {
                 Err(e) => bail!("enrolling {name}: {e}"),
             }
         }
+        let seqs = Arc::new(names.iter().map(|_| AtomicU64::new(1)).collect());
         Ok(Fleet {
             names,
             tokens,
@@ -129,6 +133,7 @@ impl Fleet {
             workload,
             stats: Arc::default(),
             stop: Arc::default(),
+            seqs,
         })
     }
 
@@ -156,6 +161,7 @@ impl Fleet {
                     workload: self.workload.clone(),
                     stats: self.stats.clone(),
                     stop: self.stop.clone(),
+                    seqs: self.seqs.clone(),
                     interval,
                     full_only,
                 };
@@ -184,6 +190,7 @@ struct NodeLoop {
     workload: Arc<Workload>,
     stats: Arc<FleetStats>,
     stop: Arc<AtomicBool>,
+    seqs: Arc<Vec<AtomicU64>>,
     interval: Duration,
     full_only: bool,
 }
@@ -196,10 +203,9 @@ impl NodeLoop {
         tokio::time::sleep(first).await;
         let mut base: Option<PushBase> = None;
         let mut backoff = Backoff::for_interval(self.interval);
-        let mut seq = 1u64;
         let mut failing = false;
         while !self.stop.load(Ordering::Relaxed) {
-            seq += 1;
+            let seq = self.seqs[self.idx].fetch_add(1, Ordering::Relaxed) + 1;
             let snap = self.workload.snapshot(self.idx, &self.name, seq);
             let started = Instant::now();
             let result = if self.full_only {
