@@ -7,7 +7,13 @@ mod support;
 
 use std::time::Duration;
 
+use fleetgate_agent::enroll::StateDir;
 use support::{agent_args, eventually, refs, series_labels, value, Agent, Hub};
+
+/// Where the agent keeps its push token for `hub`: `STATE_DIR/hubs/<name>/`.
+fn hub_state(state: &std::path::Path, hub: &Hub) -> std::path::PathBuf {
+    StateDir::for_hub(state, &hub.url()).path().to_path_buf()
+}
 
 /// Waits until the hub shows a snapshot of `node` whose `process_start_time_seconds` is
 /// `start` (when given) and returns that value: proof that a push of that agent process arrived.
@@ -57,16 +63,17 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
     );
 
     use std::os::unix::fs::PermissionsExt;
-    let token_path = state.join("push.token");
+    let token_path = hub_state(&state, &hub).join("push.token");
     let token = std::fs::read_to_string(&token_path).unwrap();
     assert!(!token.trim().is_empty());
     assert_eq!(
         std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("enrollment.json")).unwrap())
-            .unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hub_state(&state, &hub).join("enrollment.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(record["node"], "edge-1");
     assert_eq!(record["hub"], hub.url());
 
@@ -106,7 +113,8 @@ async fn survives_hub_outage_and_restart_with_flat_memory() {
     let args = agent_args(&hub, "edge-2", &state, "");
     let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
     pushed_by(&hub, "edge-2", None).await;
-    let token = std::fs::read_to_string(state.join("push.token")).unwrap();
+    let token_path = hub_state(&state, &hub).join("push.token");
+    let token = std::fs::read_to_string(&token_path).unwrap();
 
     // Hub down: the agent retries with backoff for a while (200 ms interval: steps up to 1.6 s).
     hub.stop();
@@ -153,10 +161,7 @@ async fn survives_hub_outage_and_restart_with_flat_memory() {
         })
         .sum();
     assert!(failures >= 1.0, "the outage shows in push_failures_total");
-    assert_eq!(
-        std::fs::read_to_string(state.join("push.token")).unwrap(),
-        token
-    );
+    assert_eq!(std::fs::read_to_string(&token_path).unwrap(), token);
     assert!(agent.log().contains("pushes are accepted again"));
     assert!(agent.terminate().await.success());
 }
@@ -229,7 +234,7 @@ async fn deregister_removes_the_node_and_forgets_the_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!state.join("push.token").exists());
+    assert!(!hub_state(&state, &hub).join("push.token").exists());
     assert_eq!(hub.node_state("edge-4").await.as_deref(), Some("removed"));
     let fams = hub.metrics().await;
     assert!(value(&fams, "process_start_time_seconds", &[("node", "edge-4")]).is_none());

@@ -146,9 +146,13 @@ async fn waits_for_a_late_hub_and_honours_retry_after() {
         "retried after {gap:?} despite Retry-After: 2"
     );
     assert_eq!(
-        std::fs::read_to_string(state.join("push.token"))
-            .unwrap()
-            .trim(),
+        std::fs::read_to_string(
+            fleetgate_agent::enroll::StateDir::for_hub(&state, &hub_url)
+                .path()
+                .join("push.token")
+        )
+        .unwrap()
+        .trim(),
         "push-token"
     );
     let log = agent.log();
