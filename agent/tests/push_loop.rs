@@ -116,7 +116,8 @@ async fn survives_hub_outage_and_restart_with_flat_memory() {
     let token_path = hub_state(&state, &hub).join("push.token");
     let token = std::fs::read_to_string(&token_path).unwrap();
 
-    // Hub down: the agent retries with backoff for a while (200 ms interval: steps up to 1.6 s).
+    // Hub down: the agent retries with backoff for a while (200 ms interval: 100 ms, then
+    // 200 ms steps).
     hub.stop();
     let rss_before = agent.rss_bytes();
     let mut rss_max = rss_before;

@@ -39,10 +39,13 @@ pub struct Backoff {
 
 impl Backoff {
     /// Backoff scaled to the push interval: starting at a quarter of it (100 ms … 5 s),
-    /// doubling up to eight intervals (1 s … 5 min).
+    /// doubling up to one interval. Never slower than the interval: a hub that comes back gets
+    /// this agent's pushes again within an interval (what an HA pair's failback needs), and
+    /// retrying once per interval costs the hub no more than the agent's normal pushes; a hub
+    /// that wants fewer says so with `429 Retry-After`, which is honoured as given.
     pub fn for_interval(interval: Duration) -> Self {
         let initial = (interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let max = (interval * 8).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let max = interval.max(initial);
         Backoff {
             initial,
             max,
@@ -211,19 +214,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+    fn backoff_doubles_with_jitter_up_to_one_interval_and_resets() {
         let mut b = Backoff::for_interval(Duration::from_secs(15));
         let mut steps = Vec::new();
         for _ in 0..12 {
             steps.push(b.next_delay());
         }
-        // Step n lies in [d/2, d] with d = 3.75 s * 2^n, capped at 120 s.
+        // Step n lies in [d/2, d] with d = 3.75 s * 2^n, capped at the 15 s interval.
         assert!(steps[0] >= Duration::from_millis(1875) && steps[0] <= Duration::from_millis(3750));
-        assert!(steps[3] >= Duration::from_secs(15) && steps[3] <= Duration::from_secs(30));
-        assert!(steps.iter().all(|d| *d <= Duration::from_secs(120)));
-        assert!(steps[11] >= Duration::from_secs(60));
+        assert!(steps[1] >= Duration::from_millis(3750) && steps[1] <= Duration::from_millis(7500));
+        assert!(steps.iter().all(|d| *d <= Duration::from_secs(15)));
+        assert!(steps[11] >= Duration::from_millis(7500));
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(3750));
+        // A very short interval still starts at 100 ms.
+        let mut b = Backoff::for_interval(Duration::from_millis(200));
+        assert!(b.next_delay() <= Duration::from_millis(100));
+        assert!((0..10).all(|_| b.next_delay() <= Duration::from_millis(200)));
     }
 
     #[test]
