@@ -524,8 +524,28 @@ def triton():
 def fleet_health():
     n = 'node=~"$node"'
     b = Board("fleetgate-fleet-health", "Fleetgate / Fleet health",
-              "Is every agent pushing, and how is the hub coping.", ["hub"],
+              "What is alerting, is every agent pushing, and how is the hub coping.", ["hub"],
               [variable("node", "Node", "label_values(fleetgate_node_up, node)", True, True)])
+    # Alerts of the selected nodes, plus those about no node (the hub, the Watchdog).
+    firing = f'ALERTS{{alertstate="firing", {n}}} or ALERTS{{alertstate="firing", node=""}}'
+    b.row("Alerts")
+    b.panel("stat", "Firing alerts", [target(
+        f"count by (severity) ({firing})", "{{severity}}", instant=True)], "short", w=6,
+        steps=thresholds((1, "red")), options={"colorMode": "value", "graphMode": "none"},
+        description="Alerts firing now, by severity. The Watchdog (info) always fires while "
+                    "Prometheus evaluates the rules; docs/ALERTS.md explains every alert.")
+    b.panel("table", "Firing alerts", [target(firing, "{{alertname}}", instant=True, table=True)],
+            "none", w=18, h=8,
+            description="One row per firing alert and what it is about (node, GPU, container, "
+                        "model, mountpoint), critical first.",
+            transformations=[
+                {"id": "organize", "options": {
+                    "excludeByName": {"Time": True, "Value": True, "__name__": True,
+                                      "alertstate": True, "job": True},
+                    "indexByName": {"severity": 0, "alertname": 1, "node": 2},
+                    "renameByName": {"alertname": "Alert", "severity": "Severity",
+                                     "node": "Node"}}},
+            ], options={"sortBy": [{"displayName": "Severity", "desc": False}]})
     b.row("Nodes")
     b.panel("stat", "Nodes by state", [target(
         "sum by (state) (fleetgate_hub_nodes)", "{{state}}", instant=True)], "short", w=8,

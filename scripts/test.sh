@@ -9,8 +9,9 @@ export CI="${CI:-false}"
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -----------------------------------------------------------------------
-PACKAGES=(prometheus prometheus-pushgateway prometheus-node-exporter docker.io docker-compose
-          zstd busybox-static curl iproute2 fonts-dejavu-core procps systemd file openssl libc6-dev)
+PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
+          docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
+          systemd file openssl libc6-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -65,6 +66,7 @@ suite() {
 suite "cargo test" cargo test --workspace --no-fail-fast
 [ -f compose/tests/run.sh ] && suite "compose" bash compose/tests/run.sh
 [ -f tests/dashboards/run.sh ] && suite "dashboards" bash tests/dashboards/run.sh
+suite "alerts" bash tests/alerts/run.sh
 [ -f ansible/tests/run.sh ] && suite "ansible" bash ansible/tests/run.sh
 suite "loadtest --quick" target/release/fleetgate-loadtest --quick \
   --hub-bin target/release/fleetgate-hub --json target/loadtest-quick.json

@@ -69,14 +69,18 @@ def labels(i, hostname):
     return ",".join(f'{k}="{v}"' for k, v in pairs)
 
 
-def exposition(t, energy, hostname):
-    """dcgm-exporter text for time t (seconds since start) with energy counters in mJ."""
+def exposition(t, energy, hostname, overrides=None):
+    """dcgm-exporter text for time t (seconds since start) with energy counters in mJ.
+    overrides: {(family, GPU index): value} replacing recorded values (an XID, say)."""
+    overrides = overrides or {}
     lines = []
     for family, (kind, help_text, values) in RECORDED.items():
         lines.append(f"# HELP {family} {help_text}")
         lines.append(f"# TYPE {family} {kind}")
         for i, v in enumerate(values):
-            if family in WANDER:
+            if (family, i) in overrides:
+                v = overrides[(family, i)]
+            elif family in WANDER:
                 v = v * (1 + 0.03 * math.sin(t / 20 + i))
                 if family in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP"):
                     v = round(v)
@@ -115,7 +119,7 @@ class GpuNode:
         if r.status_code < 400:
             raise RuntimeError(f"hub accepted a push of a reserved family: {r.status_code}")
 
-    def run(self, stop, interval):
+    def run(self, stop, interval, overrides=None):
         start = last = time.monotonic()
         energy = list(ENERGY_START_MJ)
         failures = 0
@@ -125,7 +129,7 @@ class GpuNode:
             energy = [e + p * (now - last) * 1000 for e, p in zip(energy, power)]
             last = now
             try:
-                self.push(exposition(now - start, energy, self.hostname))
+                self.push(exposition(now - start, energy, self.hostname, overrides))
                 failures = 0
             except requests.RequestException as e:
                 failures += 1

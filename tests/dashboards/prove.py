@@ -304,6 +304,9 @@ class Stack:
                        "evaluation_interval": "2s"},
             "scrape_configs": [{"job_name": "fleetgate", "honor_labels": True,
                                 "static_configs": [{"targets": [f"{host}:{hub_port}"]}]}],
+            # The shipped alert rules, for the Fleet health dashboard's ALERTS panels (the
+            # Watchdog always fires).
+            "rule_files": [str(ROOT / "compose" / "prometheus" / "rules" / "*.yml")],
         }
         cfg = self.tmp / "prometheus.yml"
         cfg.write_text(yaml.safe_dump(config))
