@@ -548,7 +548,7 @@ def fleet_health():
             ], options={"sortBy": [{"displayName": "Severity", "desc": False}]})
     b.row("Nodes")
     b.panel("stat", "Nodes by state", [target(
-        "sum by (state) (fleetgate_hub_nodes)", "{{state}}", instant=True)], "short", w=8,
+        "max by (state) (fleetgate_hub_nodes)", "{{state}}", instant=True)], "short", w=8,
         options={"colorMode": "background", "graphMode": "none"})
     b.panel("stat", "Node up", [target(f"fleetgate_node_up{{{n}}}", "{{node}}",
                                        instant=True)], "none", w=16,
@@ -595,7 +595,7 @@ def fleet_health():
                f"fleetgate_hub_render_duration_seconds_bucket[{RATE}])))", "p99")], "s", w=8,
         minimum=0, steps=thresholds((1, "orange"), (5, "red")))
     b.panel("timeseries", "Nodes over time", [target(
-        "sum by (state) (fleetgate_hub_nodes)", "{{state}}")], "short", w=8, minimum=0)
+        "max by (state) (fleetgate_hub_nodes)", "{{state}}")], "short", w=8, minimum=0)
     b.row("Agents")
     b.panel("timeseries", "Collectors up", [target(
         f"fleetgate_agent_collector_up{{{n}}}", "{{node}} {{collector}}")], "none", w=8,
