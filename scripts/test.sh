@@ -11,7 +11,7 @@ log() { printf '\n==> %s\n' "$*"; }
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
           docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
-          systemd file openssl libc6-dev)
+          systemd file openssl libc6-dev victoria-metrics)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -68,6 +68,8 @@ suite "cargo test" cargo test --workspace --no-fail-fast
 [ -f tests/dashboards/run.sh ] && suite "dashboards" bash tests/dashboards/run.sh
 suite "alerts" bash tests/alerts/run.sh
 [ -f ansible/tests/run.sh ] && suite "ansible" bash ansible/tests/run.sh
+suite "ha" bash tests/ha/run.sh
+suite "dashboards on VictoriaMetrics" bash tests/dashboards/run.sh --store victoria-metrics
 suite "loadtest --quick" target/release/fleetgate-loadtest --quick \
   --hub-bin target/release/fleetgate-hub --json target/loadtest-quick.json
 

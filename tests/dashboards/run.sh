@@ -16,6 +16,8 @@ for f in "$bin_dir/fleetgate-hub" "$bin_dir/fleetgate-agent" /usr/bin/prometheus
   [ -x "$f" ] || missing+=("$f")
 done
 docker info >/dev/null 2>&1 || missing+=("a running Docker engine")
+# --store victoria-metrics: the HA layout's store behind two Prometheus replicas.
+case " $* " in *" victoria-metrics "*) [ -x /usr/bin/victoria-metrics ] || missing+=(/usr/bin/victoria-metrics) ;; esac
 if [ -x "$python" ] && ! "$python" -c 'import pytriton, requests, yaml' 2>/dev/null; then
   missing+=("pytriton/requests/PyYAML in $venv")
 fi
