@@ -153,3 +153,27 @@ fn quick_mode_measures_both_systems() {
         "removed probe node never left: {fg}"
     );
 }
+
+#[test]
+fn every_node_pushes_to_every_hub() {
+    let Some(hub) = hub_binary() else {
+        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
+        return;
+    };
+    let doc = run_quick(&hub, &["--hubs", "2", "--push", "values"]);
+    let hubs = doc["hubs"].as_array().unwrap();
+    assert_eq!(hubs.len(), 2, "{doc}");
+    assert_ne!(hubs[0]["hub"], hubs[1]["hub"]);
+    let nodes = doc["nodes"].as_u64().unwrap();
+    for h in hubs {
+        assert_eq!(h["enrolled"].as_u64(), Some(nodes), "{h}");
+        assert!(h["failures"].as_object().unwrap().is_empty(), "{h}");
+        // 20 nodes every 2 s for 8 s: about four pushes each, to each hub.
+        assert!(h["pushes"].as_u64().unwrap() >= 2 * nodes, "{h}");
+        assert!(
+            h["cpu_percent"].as_f64().is_some() && h["rss_bytes"].as_u64().is_some(),
+            "{h}"
+        );
+        assert!(h["scrape_series"].as_u64().unwrap() > 0, "{h}");
+    }
+}
