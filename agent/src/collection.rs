@@ -24,6 +24,9 @@ struct Slot {
     health: CollectorHealth,
     /// Whether "source unavailable" was already logged, so it is logged once per outage.
     unavailable_logged: bool,
+    /// Families of an exclusive collector dropped last cycle because another collector has
+    /// them, so each clash is logged once while it lasts.
+    clashes: Vec<String>,
 }
 
 impl std::fmt::Debug for dyn Collector {
@@ -79,6 +82,7 @@ impl Collection {
                 failures: 0,
             },
             unavailable_logged,
+            clashes: Vec::new(),
         });
     }
 
@@ -138,16 +142,35 @@ impl Collection {
 
         let mut out = MetricBuffer::new();
         let mut health = Vec::with_capacity(done.len());
+        let mut exclusive = Vec::new();
         for (slot, buf) in done {
+            health.push(slot.health.clone());
+            if slot.collector.as_ref().is_some_and(|c| c.exclusive()) {
+                exclusive.push((slot, buf));
+                continue;
+            }
             for family in buf.into_families() {
                 let name = family.name.clone();
                 if !out.push_family(family) {
                     tracing::debug!(collector = slot.health.name, family = %name, "family dropped: another collector sent it with another type");
                 }
             }
-            health.push(slot.health.clone());
         }
         agent_self::write(&health, &self.push_stats, &mut out);
+        for (slot, buf) in exclusive {
+            let mut clashes = Vec::new();
+            for family in buf.into_families() {
+                let name = family.name.clone();
+                if !out.push_new_family(family) {
+                    if !slot.clashes.contains(&name) {
+                        tracing::warn!(collector = slot.health.name, family = %name,
+                            "family dropped: the agent collects it already, and what it measures wins");
+                    }
+                    clashes.push(name);
+                }
+            }
+            slot.clashes = clashes;
+        }
         out.into_families()
     }
 }
@@ -174,6 +197,52 @@ mod tests {
                     Err(e) => Err(e()),
                 }
             })
+        }
+    }
+
+    /// Writes `fixed_value{from="x"}` like [`Fixed`], plus a family of its own, exclusively.
+    struct Exclusive;
+    impl Collector for Exclusive {
+        fn name(&self) -> &'static str {
+            "exclusive"
+        }
+        fn exclusive(&self) -> bool {
+            true
+        }
+        fn collect<'a>(&'a mut self, out: &'a mut MetricBuffer) -> CollectFuture<'a> {
+            Box::pin(async move {
+                out.gauge("fixed_value", "A value.", &[("from", "x")], 9.0);
+                out.gauge(
+                    "process_open_fds",
+                    "Clashes with the agent's own.",
+                    &[],
+                    9.0,
+                );
+                out.gauge("own_value", "Only here.", &[], 5.0);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exclusive_collector_never_adds_to_families_collected_elsewhere() {
+        // Registered first, merged last.
+        let mut c = Collection::new(PushStats::new(), Duration::from_secs(5));
+        c.add("exclusive", Ok(Exclusive));
+        c.add("ok", Ok(Fixed("ok", Ok(3.0))));
+        for _ in 0..2 {
+            let fams = c.collect().await;
+            assert_eq!(scalar(&fams, "fixed_value", "ok"), Some(3.0));
+            assert_eq!(scalar(&fams, "fixed_value", "x"), None);
+            let fds = fams.iter().find(|f| f.name == "process_open_fds");
+            if let Some(fds) = fds {
+                assert_ne!(fds.help, "Clashes with the agent's own.");
+            }
+            assert!(fams.iter().any(|f| f.name == "own_value"));
+            assert_eq!(
+                scalar(&fams, "fleetgate_agent_collector_up", "exclusive"),
+                Some(1.0)
+            );
         }
     }
 

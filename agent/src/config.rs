@@ -15,6 +15,8 @@ use clap::{Parser, Subcommand};
 use fleetgate_daemon::settings::{Given, Layers, Origin};
 use serde::Deserialize;
 
+use crate::hub_client::ProxyUrl;
+
 /// Command line of `fleetgate-agent`. Every value is kept as given (strings) so that
 /// [`Config::from_args`] can report a bad one by its environment variable name.
 #[derive(Debug, Parser)]
@@ -101,6 +103,14 @@ pub struct Args {
     /// Where the host's / is mounted.
     #[arg(long, global = true, env = "FLEETGATE_ROOTFS_PATH")]
     pub rootfs_path: Option<PathBuf>,
+    /// Directory whose `*.prom` files are merged into every snapshot, like node_exporter's
+    /// textfile collector (off when unset).
+    #[arg(long, global = true, env = "FLEETGATE_TEXTFILE_DIR")]
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub, `http://[user:password@]host:port`; without it the
+    /// agent uses HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; NO_PROXY applies to both.
+    #[arg(long, global = true, env = "FLEETGATE_PROXY", hide_env_values = true)]
+    pub proxy: Option<String>,
 }
 
 /// Subcommands.
@@ -146,6 +156,8 @@ struct FileConfig {
     proc_path: Option<PathBuf>,
     sys_path: Option<PathBuf>,
     rootfs_path: Option<PathBuf>,
+    textfile_dir: Option<PathBuf>,
+    proxy: Option<String>,
 }
 
 /// One `[[hubs]]` table of the TOML file.
@@ -234,6 +246,9 @@ mod keys {
     pub const SYS_PATH: Key = Key::new("sys_path", "--sys-path", "FLEETGATE_SYS_PATH");
     pub const ROOTFS_PATH: Key = Key::new("rootfs_path", "--rootfs-path", "FLEETGATE_ROOTFS_PATH");
     pub const ONCE: Key = Key::new("once", "--once", "FLEETGATE_ONCE");
+    pub const TEXTFILE_DIR: Key =
+        Key::new("textfile_dir", "--textfile-dir", "FLEETGATE_TEXTFILE_DIR");
+    pub const PROXY: Key = Key::new("proxy", "--proxy", "FLEETGATE_PROXY");
 }
 
 /// Where the host collector reads the host's pseudo file systems.
@@ -284,6 +299,10 @@ pub struct Config {
     pub scrape_urls: Vec<String>,
     /// Host file system mounts for the host collector.
     pub host: HostMounts,
+    /// Directory of `*.prom` files for the textfile collector; `None` switches it off.
+    pub textfile_dir: Option<PathBuf>,
+    /// Proxy for requests to the hub; `None` leaves it to the environment.
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// Default push interval.
@@ -427,6 +446,30 @@ impl Config {
             }
         }
 
+        let textfile_dir =
+            match layers.pick(keys::TEXTFILE_DIR, args.textfile_dir, file.textfile_dir) {
+                Some(dir) if dir.value.as_os_str().is_empty() => {
+                    return Err(dir.invalid(
+                        "must not be empty (leave it unset to switch the textfile collector off)",
+                    ))
+                }
+                Some(dir) => Some(dir.value),
+                None => None,
+            };
+        let proxy = match layers.pick(keys::PROXY, args.proxy, file.proxy) {
+            Some(given) => {
+                let proxy = ProxyUrl::parse(&given.value).map_err(|e| given.invalid(e))?;
+                if proxy.has_password() && matches!(given.origin, Origin::File(_)) {
+                    return Err(given.invalid(
+                        "a configuration file may not hold a secret: give a proxy URL with a \
+                         password in FLEETGATE_PROXY or HTTPS_PROXY instead",
+                    ));
+                }
+                Some(proxy)
+            }
+            None => None,
+        };
+
         let path = |key, flag, in_file, default: &str| {
             layers
                 .pick_or(key, flag, in_file, PathBuf::from(default))
@@ -459,8 +502,36 @@ impl Config {
                 sys: path(keys::SYS_PATH, args.sys_path, file.sys_path, "/sys"),
                 rootfs: path(keys::ROOTFS_PATH, args.rootfs_path, file.rootfs_path, "/"),
             },
+            textfile_dir,
+            proxy,
         };
         Ok((mode, config))
+    }
+
+    /// How requests to the hub leave this machine, for the start-up log line.
+    pub fn outbound(&self) -> String {
+        if let Some(p) = &self.proxy {
+            return format!("proxy {} (--proxy)", p.redacted());
+        }
+        let set: Vec<&str> = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+        if set.is_empty() {
+            "direct".into()
+        } else {
+            format!(
+                "proxy from {} unless NO_PROXY matches the hub",
+                set.join(", ")
+            )
+        }
     }
 
     /// Whether `kind` is in the enabled collector list.
@@ -794,6 +865,52 @@ mod tests {
         std::fs::write(&path, "enroll_token = \"0123456789abcdef\"\n").unwrap();
         let e = err(&["--config", p, "--node", "n"]);
         assert!(e.contains("enroll_token_file"), "{e}");
+    }
+
+    #[test]
+    fn textfile_dir_and_proxy() {
+        let (_, c) = load(&["--node", "n"]).unwrap();
+        assert_eq!((c.textfile_dir.clone(), c.proxy.clone()), (None, None));
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--textfile-dir",
+            "/var/lib/prometheus/node-exporter",
+            "--proxy",
+            "http://user:s3cret@proxy.corp:3128",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.textfile_dir,
+            Some(PathBuf::from("/var/lib/prometheus/node-exporter"))
+        );
+        assert!(c.outbound().contains("user:***@proxy.corp:3128"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = err(&["--node", "n", "--proxy", "socks5://p:1080"]);
+        assert!(e.starts_with("--proxy / FLEETGATE_PROXY: "), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "proxy = \"http://proxy.corp:3128\"\ntextfile_dir = \"/tf\"\n",
+        )
+        .unwrap();
+        let (_, c) = load(&["--config", p, "--node", "n"]).unwrap();
+        assert_eq!(c.proxy.unwrap().redacted(), "http://proxy.corp:3128/");
+        assert_eq!(c.textfile_dir, Some(PathBuf::from("/tf")));
+        std::fs::write(&path, "textfile_dir = \"\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(e.starts_with(&format!("{p}: textfile_dir: ")), "{e}");
+        // A password is a secret: not in the file.
+        std::fs::write(&path, "proxy = \"http://u:s3cret@proxy.corp:3128\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(
+            e.starts_with(&format!("{p}: proxy: ")) && e.contains("secret"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! that removed the node, or no longer knows it, has its token forgotten; a hub that could not
 //! be reached keeps it, so running `deregister` again retries only those.
 
-use std::time::Duration;
-
 use futures_util::future::join_all;
 
 use crate::config::Config;
@@ -33,12 +31,7 @@ pub async fn deregister(config: &Config) -> Result<(), AgentError> {
         tracing::warn!(state_dir = %config.state_dir.display(), "no stored push token: this node is not enrolled at any hub, nothing to deregister");
         return Ok(());
     }
-    let answers = join_all(
-        stored
-            .iter()
-            .map(|(_, creds)| remove(creds, config.push_timeout)),
-    )
-    .await;
+    let answers = join_all(stored.iter().map(|(_, creds)| remove(creds, config))).await;
 
     let mut removed = Vec::new();
     let mut failed = Vec::new();
@@ -74,8 +67,9 @@ pub async fn deregister(config: &Config) -> Result<(), AgentError> {
     }
 }
 
-async fn remove(creds: &Credentials, timeout: Duration) -> Removed {
-    let client = match HubClient::new(&creds.enrolled_as.hub, timeout) {
+async fn remove(creds: &Credentials, config: &Config) -> Removed {
+    let hub = &creds.enrolled_as.hub;
+    let client = match HubClient::with_proxy(hub, config.push_timeout, config.proxy.as_ref()) {
         Ok(c) => c,
         Err(e) => return Removed::Failed(e),
     };

@@ -136,6 +136,57 @@ pub struct PushReport {
     pub body_bytes: usize,
 }
 
+/// A proxy for requests to the hub, as given: `http://[user:password@]host:port` (or
+/// `https://`). Its `Debug` form leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(String);
+
+impl ProxyUrl {
+    /// Checks `url`: http or https, with a host.
+    pub fn parse(url: &str) -> Result<ProxyUrl, String> {
+        let url = url.trim();
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| format!("invalid proxy URL {:?}: {e}", redact(url)))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!(
+                "proxy URL {:?} must start with http:// or https://",
+                redact(url)
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(format!("proxy URL {:?} has no host", redact(url)));
+        }
+        Ok(ProxyUrl(url.to_string()))
+    }
+
+    /// Whether the URL carries a password.
+    pub fn has_password(&self) -> bool {
+        reqwest::Url::parse(&self.0).is_ok_and(|u| u.password().is_some())
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        redact(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProxyUrl({:?})", self.redacted())
+    }
+}
+
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
 /// A cheap-to-clone client bound to one hub base URL.
 #[derive(Debug, Clone)]
 pub struct HubClient {
@@ -146,18 +197,37 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    /// Builds a client for `base_url` with a per-request timeout.
+    /// Builds a client for `base_url` with a per-request timeout. Requests go through the
+    /// proxy the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, except for
+    /// hosts in `NO_PROXY`), if any.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, HubError> {
+        Self::with_proxy(base_url, timeout, None)
+    }
+
+    /// Like [`HubClient::new`], but through `proxy` when given (hosts in `NO_PROXY` still
+    /// go direct), instead of the proxy the environment names.
+    pub fn with_proxy(
+        base_url: &str,
+        timeout: Duration,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Self, HubError> {
         let base = base_url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(HubError::Config(format!(
                 "hub URL {base_url:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = proxy {
+            let proxy = reqwest::Proxy::all(proxy.0.as_str())
+                .map_err(|e| HubError::Config(format!("proxy {}: {e}", proxy.redacted())))?
+                .no_proxy(reqwest::NoProxy::from_env());
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .build()
             .map_err(|e| HubError::Config(e.to_string()))?;
         Ok(HubClient { base, http })
@@ -313,6 +383,11 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, HubError> {
     if status.is_success() {
         return Ok(resp);
     }
+    if let Some(why) = proxy_refusal(&resp) {
+        // Not the hub's answer: nothing about the node is known, so it is retried like an
+        // unreachable hub, and never taken for a removal.
+        return Err(HubError::Transport(why));
+    }
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -330,4 +405,55 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, HubError> {
             message,
         },
     })
+}
+
+/// Why a proxy between the agent and the hub refused the request, when it did: a 407, or a 401
+/// with a `Basic` challenge (tinyproxy's answer to wrong credentials), which the hub, whose
+/// tokens are bearer tokens, never sends.
+fn proxy_refusal(resp: &reqwest::Response) -> Option<String> {
+    let basic_challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("basic"));
+    match resp.status().as_u16() {
+        407 => Some(
+            "the proxy asks for credentials (407): give them in the proxy URL, \
+             http://user:password@host:port"
+                .into(),
+        ),
+        401 if basic_challenge => Some(
+            "the proxy refused the credentials in the proxy URL (401 with a Basic challenge, \
+             which the hub never sends)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_are_checked_and_never_show_their_password() {
+        let p = ProxyUrl::parse("http://user:s3cret@proxy.corp:3128").unwrap();
+        assert!(p.has_password());
+        assert_eq!(p.redacted(), "http://user:***@proxy.corp:3128/");
+        assert!(!format!("{p:?}").contains("s3cret"));
+        assert!(!ProxyUrl::parse("http://proxy.corp:3128")
+            .unwrap()
+            .has_password());
+        assert!(ProxyUrl::parse("socks5://proxy:1080")
+            .unwrap_err()
+            .contains("http://"));
+        let e = ProxyUrl::parse("http://u:s3cret@[bad").unwrap_err();
+        assert!(
+            e.contains("invalid proxy URL") && !e.contains("s3cret"),
+            "{e}"
+        );
+        assert!(
+            HubClient::with_proxy("http://127.0.0.1:1", Duration::from_secs(1), Some(&p)).is_ok()
+        );
+    }
 }

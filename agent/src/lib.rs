@@ -18,6 +18,7 @@ use collectors::containers::ContainerCollector;
 use collectors::gpu::GpuCollector;
 use collectors::host::{HostCollector, HostPaths};
 use collectors::scrape::ScrapeCollector;
+use collectors::textfile::TextfileCollector;
 use config::{CollectorKind, Config, Mode};
 use hub_client::HubError;
 
@@ -91,7 +92,7 @@ pub async fn run(
             let enrollment = enroll::enrollment(&config, gpu_devices);
             let hubs: Vec<&str> = config.hubs.iter().map(|h| h.url.as_str()).collect();
             tracing::info!(node = %config.node, ?hubs, interval = ?config.interval,
-                collectors = ?collection.names(), "fleetgate-agent starting");
+                collectors = ?collection.names(), outbound = %config.outbound(), "fleetgate-agent starting");
             push::PushLoop::new(config, collection, stats, enrollment)?
                 .run(shutdown)
                 .await
@@ -120,6 +121,9 @@ pub fn build_collection(config: &Config, stats: PushStats) -> (Collection, u32) 
             "scrape",
             ScrapeCollector::new(config.scrape_urls.clone(), config.scrape_timeout),
         );
+    }
+    if let Some(dir) = &config.textfile_dir {
+        c.add("textfile", Ok(TextfileCollector::new(dir.clone())));
     }
     (c, gpu_devices)
 }

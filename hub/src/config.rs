@@ -25,23 +25,31 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
     about = "Accepts pushed snapshots from enrolled agents and serves one federated /metrics"
 )]
 pub struct Args {
+    /// What to do instead of serving (`nodes`); without one, the hub serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below (snake_case keys); flags and env win over it.
-    #[arg(long, env = "FLEETGATE_CONFIG")]
+    #[arg(long, global = true, env = "FLEETGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 0.0.0.0:8000].
     #[arg(long, env = "FLEETGATE_LISTEN")]
     pub listen: Option<String>,
     /// Directory for identities, generated tokens and listen.addr [default: ./data].
-    #[arg(long, env = "FLEETGATE_DATA_DIR")]
+    #[arg(long, global = true, env = "FLEETGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Admin token (prefer the env variable or --admin-token-file over the flag).
-    #[arg(long, env = "FLEETGATE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// Enrollment token for /add_node.
     #[arg(long, env = "FLEETGATE_ENROLL_TOKEN", hide_env_values = true)]
     pub enroll_token: Option<String>,
     /// File holding the admin token.
-    #[arg(long, env = "FLEETGATE_ADMIN_TOKEN_FILE")]
+    #[arg(long, global = true, env = "FLEETGATE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// File holding the enrollment token.
     #[arg(long, env = "FLEETGATE_ENROLL_TOKEN_FILE")]
@@ -76,6 +84,14 @@ pub struct Args {
     /// Longest label value in bytes [default: 2048].
     #[arg(long, env = "FLEETGATE_MAX_LABEL_VALUE_LEN")]
     pub max_label_value_len: Option<usize>,
+}
+
+/// What `fleetgate-hub` does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage the nodes of a running hub (list, show, remove, add, readmit) with the admin
+    /// token. Exit codes: 0 done, 1 the hub refused, 2 usage or settings, 3 hub unreachable.
+    Nodes(crate::cli::NodesArgs),
 }
 
 /// The `--config` TOML file: the same settings as the flags, snake_case; secrets only as files.

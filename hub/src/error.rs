@@ -20,7 +20,8 @@ pub enum ApiError {
     /// 404: no such node.
     #[error("{0}")]
     NotFound(String),
-    /// 409: a values push that does not fit the stored snapshot; push in full.
+    /// 409: a values push that does not fit the stored snapshot (push in full), or an action
+    /// that does not fit the node's state (re-admitting a node that is not removed).
     #[error("{0}")]
     Conflict(String),
     /// 413: the body or its decompressed form is over the limit.

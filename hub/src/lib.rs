@@ -4,10 +4,13 @@
 //! `main.rs` only parses the configuration, binds and calls [`run`]; everything else lives here
 //! so tests drive the hub through [`router`] or a real listener.
 
+pub mod activity;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod exposition;
+pub mod fleet;
 pub mod labels;
 pub mod metrics;
 pub mod prepare;
@@ -45,6 +48,8 @@ pub struct Shared {
     pub store: Store,
     /// Self-metrics.
     pub metrics: metrics::HubMetrics,
+    /// What each node's pushes did, for the fleet page.
+    pub activity: activity::Activity,
     /// Digest of the admin token.
     admin_token: tokens::TokenHash,
     /// Digest of the enrollment token.
@@ -69,6 +74,7 @@ impl AppState {
                 registry,
                 store: Store::new(),
                 metrics: metrics::HubMetrics::new(),
+                activity: activity::Activity::new(),
                 admin_token,
                 enroll_token,
             }),

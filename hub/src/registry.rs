@@ -68,7 +68,8 @@ impl Enrollment {
 pub struct NodeIdentity {
     /// Node name, unique in the registry.
     pub node: String,
-    /// Hex SHA-256 of the current push token.
+    /// Hex SHA-256 of the current push token; empty while the node holds none (re-admitted
+    /// after a removal and not enrolled again yet).
     pub token_sha256: String,
     /// Enrollment labels added to every series.
     pub labels: BTreeMap<String, String>,
@@ -92,6 +93,9 @@ pub enum RegistryError {
     /// No node of that name.
     #[error("unknown node {0:?}")]
     UnknownNode(String),
+    /// Re-admitting a node that is not removed.
+    #[error("node {0:?} is not removed; there is nothing to re-admit")]
+    NotRemoved(String),
     /// Persisting the registry failed; nothing changed.
     #[error("could not persist the registry: {0}")]
     Io(#[from] io::Error),
@@ -208,6 +212,30 @@ impl Registry {
         next.nodes.insert(node.to_string(), Arc::new(removed));
         self.commit(next)?;
         Ok(current)
+    }
+
+    /// Lets a removed node enroll again with the ordinary enrollment token, so its agent comes
+    /// back when restarted. Its old push token stays revoked (it may be why the node was
+    /// removed): the node is listed again, without a token, until it enrolls.
+    pub fn readmit(&self, node: &str) -> Result<Arc<NodeIdentity>, RegistryError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.snapshot();
+        let current = next
+            .nodes
+            .get(node)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
+        if !current.removed {
+            return Err(RegistryError::NotRemoved(node.to_string()));
+        }
+        let readmitted = Arc::new(NodeIdentity {
+            token_sha256: String::new(),
+            removed: false,
+            ..(*current).clone()
+        });
+        next.insert(Arc::clone(&readmitted));
+        self.commit(next)?;
+        Ok(readmitted)
     }
 
     /// One node's identity.
@@ -345,5 +373,32 @@ mod tests {
         let mut e = enrollment("a");
         e.labels.insert("bad-name".into(), "x".into());
         assert!(e.validate(&[], 10).unwrap_err().contains("bad-name"));
+    }
+
+    #[test]
+    fn readmitted_nodes_enroll_with_the_enrollment_token_but_keep_the_old_token_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (old, first) = reg.enroll(enrollment("a"), false).unwrap();
+        assert!(matches!(
+            reg.readmit("a"),
+            Err(RegistryError::NotRemoved(_))
+        ));
+        assert!(matches!(
+            reg.readmit("zzz"),
+            Err(RegistryError::UnknownNode(_))
+        ));
+        reg.remove("a").unwrap();
+        let back = reg.readmit("a").unwrap();
+        assert!(!back.removed);
+        assert_eq!(back.labels, first.labels);
+        assert!(reg.authenticate(&old).is_none(), "old token stays revoked");
+        // Nor does a restart bring it back.
+        let reopened = Registry::open(dir.path()).unwrap();
+        assert!(reopened.authenticate(&old).is_none());
+        assert!(!reopened.get("a").unwrap().removed);
+        let (new, again) = reopened.enroll(enrollment("a"), false).unwrap();
+        assert!(reopened.authenticate(&new).is_some());
+        assert!(again.epoch > first.epoch);
     }
 }

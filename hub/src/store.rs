@@ -476,6 +476,18 @@ impl Store {
         }
     }
 
+    /// `node`'s exposed snapshot, while it is fresh (the fleet page's per-node detail).
+    pub fn snapshot(&self, node: &str) -> Option<Arc<NodeSnapshot>> {
+        let now = Instant::now();
+        self.lock()
+            .slots
+            .get(node)?
+            .snapshot
+            .as_ref()
+            .filter(|s| !s.is_stale(now))
+            .cloned()
+    }
+
     /// The state of one node.
     pub fn status(&self, node: &str) -> NodeStatus {
         let now = Instant::now();

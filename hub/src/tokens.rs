@@ -60,7 +60,9 @@ pub fn load(source: &TokenSource, data_dir: &Path, file_name: &str) -> io::Resul
     Ok(hash(&token))
 }
 
-fn read_token(path: &Path) -> io::Result<String> {
+/// Reads a token file written by [`load`] (or by the operator), trimmed; an empty file is an
+/// error.
+pub fn read_token(path: &Path) -> io::Result<String> {
     let token = std::fs::read_to_string(path)?.trim().to_string();
     if token.is_empty() {
         return Err(io::Error::new(

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod gpu;
 pub mod host;
 pub mod scrape;
+pub mod textfile;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +36,13 @@ pub trait Collector: Send {
     fn name(&self) -> &'static str;
     /// Appends this cycle's families to `out`.
     fn collect<'a>(&'a mut self, out: &'a mut MetricBuffer) -> CollectFuture<'a>;
+    /// Whether this collector's families must stay apart from everything else collected: they
+    /// are merged after every other collector and the agent's own metrics, and a family whose
+    /// name is taken already is dropped instead of joined. For data other programs write
+    /// (textfiles), which may not add series to what the agent measures itself.
+    fn exclusive(&self) -> bool {
+        false
+    }
 }
 
 /// The families of one collection cycle, appended to by every collector.
@@ -111,6 +119,17 @@ impl MetricBuffer {
                 true
             }
         }
+    }
+
+    /// Appends a whole family unless one of that name exists already; returns whether it was
+    /// added.
+    pub fn push_new_family(&mut self, family: Family) -> bool {
+        if self.index.contains_key(&family.name) {
+            return false;
+        }
+        self.index.insert(family.name.clone(), self.families.len());
+        self.families.push(family);
+        true
     }
 
     /// Number of series collected so far.

@@ -51,7 +51,9 @@ pub struct ScrapeCollector {
 impl ScrapeCollector {
     /// Scrapes `targets` (URLs) concurrently, each bounded by `timeout`.
     pub fn new(targets: Vec<String>, timeout: Duration) -> Result<Self, CollectError> {
+        // Local endpoints: a proxy set for the pushes (HTTPS_PROXY, ...) is no way to them.
         let http = reqwest::Client::builder()
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")))

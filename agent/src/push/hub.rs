@@ -59,7 +59,7 @@ impl HubPusher {
             enroll_token: target.enroll_token.clone(),
             node: config.node.clone(),
             interval: config.interval,
-            client: HubClient::new(&target.url, config.push_timeout)?,
+            client: HubClient::with_proxy(&target.url, config.push_timeout, config.proxy.as_ref())?,
             state: StateDir::for_hub(&config.state_dir, &target.url),
             stats,
             enrollment,

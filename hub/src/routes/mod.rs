@@ -1,5 +1,7 @@
-//! HTTP routes: thin axum handlers over the registry, the store and the exposition.
+//! HTTP routes: thin axum handlers over the registry, the store, the exposition and the fleet
+//! page.
 
+mod fleet;
 mod health;
 mod metrics;
 mod nodes;
@@ -26,7 +28,13 @@ pub fn router(state: AppState) -> Router {
         .route("/push", post(push::push))
         .route("/add_node", post(nodes::add_node))
         .route("/remove_node", post(nodes::remove_node))
+        .route("/readmit_node", post(nodes::readmit_node))
         .route("/nodes", get(nodes::list_nodes))
+        .route("/", get(fleet::page))
+        .route("/fleet.js", get(fleet::script))
+        .route("/fleet.css", get(fleet::style))
+        .route("/api/nodes", get(fleet::list))
+        .route("/api/nodes/{node}", get(fleet::detail))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

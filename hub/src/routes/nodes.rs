@@ -1,4 +1,4 @@
-//! Node administration: `/add_node`, `/remove_node`, `/nodes`.
+//! Node administration: `/add_node`, `/remove_node`, `/readmit_node`, `/nodes`.
 
 use std::collections::BTreeMap;
 
@@ -21,11 +21,11 @@ pub struct Enrolled {
     pub token: String,
 }
 
-/// Body of `/remove_node`.
+/// Body of `/remove_node` and `/readmit_node`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveRequest {
-    /// Node to remove.
+    /// The node.
     pub node: String,
 }
 
@@ -61,6 +61,7 @@ fn registry_error(e: RegistryError) -> ApiError {
     match e {
         RegistryError::RemovedNeedsAdmin(_) => ApiError::Forbidden(e.to_string()),
         RegistryError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
+        RegistryError::NotRemoved(_) => ApiError::Conflict(e.to_string()),
         RegistryError::Io(io) => ApiError::Internal(io.to_string()),
     }
 }
@@ -135,6 +136,28 @@ pub async fn remove_node(
     tracing::info!(node = %removed.node, "node removed");
     Ok(Json(
         serde_json::json!({ "node": req.node, "removed": true }),
+    ))
+}
+
+/// `POST /readmit_node` with the admin token: a removed node may enroll again with the
+/// enrollment token (its agent does when restarted); its old push token stays revoked.
+pub async fn readmit_node(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<RemoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.is_admin(super::bearer(&headers)?) {
+        return Err(ApiError::Unauthorized("not the admin token"));
+    }
+    let req = json_body(body)?;
+    let worker = state.clone();
+    let node = req.node.clone();
+    let id = super::blocking(move || worker.registry.readmit(&node))
+        .await?
+        .map_err(registry_error)?;
+    tracing::info!(node = %id.node, "removed node re-admitted; it may enroll again");
+    Ok(Json(
+        serde_json::json!({ "node": id.node, "readmitted": true }),
     ))
 }
 

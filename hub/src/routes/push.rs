@@ -8,6 +8,7 @@ use axum::Json;
 use fleetgate_shared::ContentEncoding;
 use serde::Serialize;
 
+use crate::activity::PushKind;
 use crate::decode::{self, BodyFormat};
 use crate::error::ApiError;
 use crate::prepare;
@@ -54,6 +55,9 @@ pub async fn push(
         Ok(kind) => kind,
         Err(e) => {
             state.metrics.push("unsupported", declared_len);
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -63,10 +67,14 @@ pub async fn push(
         Err(e) => {
             tracing::debug!(%node, error = %e, "push body not read");
             state.metrics.push("too_large", declared_len);
-            return Err(ApiError::TooLarge(format!(
+            let e = ApiError::TooLarge(format!(
                 "request body exceeds the limit of {} bytes",
                 limits.max_body_bytes
-            )));
+            ));
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
+            return Err(e);
         }
     };
     let body_len = bytes.len();
@@ -113,6 +121,9 @@ pub async fn push(
                 state.metrics.push(result, body_len);
             }
             tracing::info!(%node, error = %e, "push refused");
+            state
+                .activity
+                .refused(&node, e.status().as_u16(), &e.to_string());
             return Err(e);
         }
     };
@@ -131,6 +142,16 @@ pub async fn push(
                     .with_label_values(&["type_conflict"])
                     .inc_by(q_series as u64);
             }
+            let kind = if values_push {
+                PushKind::Values
+            } else {
+                PushKind::Full
+            };
+            let named: Vec<(String, String)> = quarantined
+                .iter()
+                .map(|q| (q.name.clone(), q.message.clone()))
+                .collect();
+            state.activity.accepted(&node, kind, &named);
             // A values push keeps the families, and so the quarantine, of its base.
             if !values_push {
                 state
