@@ -11,7 +11,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # --- Debian packages -----------------------------------------------------------------------
 PACKAGES=(prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter
           docker.io docker-compose zstd busybox-static curl iproute2 fonts-dejavu-core procps
-          systemd file openssl libc6-dev chromium chromium-driver tinyproxy victoria-metrics)
+          systemd file openssl libc6-dev chromium chromium-driver tinyproxy victoria-metrics
+          debootstrap dpkg-dev binutils help2man lintian)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -24,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Python venv (Triton on CPU, Ansible tooling) -------------------------------------------
-if ! .venv/bin/python -c 'import pytriton, ansible, requests, selenium' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import pytriton, ansible, ansible_collections.community.docker, requests, selenium' >/dev/null 2>&1 \
    || ! [ -x .venv/bin/ansible-lint ] || ! [ -x .venv/bin/yamllint ]; then
   log "creating .venv with scripts/requirements-test.txt"
   python3 -m venv .venv
@@ -71,6 +72,7 @@ suite "alerts" bash tests/alerts/run.sh
 suite "fleet page" bash tests/browser/run.sh
 suite "ha" bash tests/ha/run.sh
 suite "dashboards on VictoriaMetrics" bash tests/dashboards/run.sh --store victoria-metrics
+suite "packages" bash tests/packages/run.sh
 suite "loadtest --quick" target/release/fleetgate-loadtest --quick \
   --hub-bin target/release/fleetgate-hub --json target/loadtest-quick.json
 

@@ -293,19 +293,29 @@ else
 fi
 
 # --- the systemd unit, rendered by the role and checked by systemd itself --------------------
-step "systemd unit renders and passes systemd-analyze verify"
+step "the packaged unit with the role's drop-in passes systemd-analyze verify"
 if command -v systemd-analyze >/dev/null; then
   mkdir -p "$TMP/unit"
   ansible-playbook -i "$TMP/inventory" tests/render-unit.yaml -l server-local -e "@$TMP/vars.json" \
-    -e "fleetgate_agent_unit_dir=$TMP/unit" >"$TMP/unit.log" 2>&1 || { cat "$TMP/unit.log"; fail "render unit"; }
+    -e "fleetgate_agent_unit_dir=$TMP/unit" -e fleetgate_agent_state_dir=/var/lib/fleetgate-agent-test >"$TMP/unit.log" 2>&1 || { cat "$TMP/unit.log"; fail "render unit"; }
   for kind in cpu gpu; do
-    unit="$TMP/unit/fleetgate-agent-$kind.service"
-    [ -s "$unit" ] || fail "no rendered $kind unit"
+    unit="$TMP/unit/$kind/fleetgate-agent.service"
+    dropin="$TMP/unit/$kind/fleetgate-agent.service.d/site.conf"
+    [ -s "$unit" ] && [ -s "$dropin" ] || fail "no unit and drop-in for a $kind node"
+    # The drop-in points ExecStart at the binary this test installs; verify reads it from the
+    # unit's directory and checks that the binary is there.
+    grep -qx "ExecStart=$TMP/root/usr/local/bin/fleetgate-agent --config $TMP/root/etc/fleetgate-agent/agent.toml" "$dropin" \
+      || { cat "$dropin"; fail "the $kind drop-in does not run the installed binary with its agent.toml"; }
+    if [ "$kind" = cpu ]; then
+      grep -qx 'PrivateDevices=yes' "$dropin" || fail "the CPU drop-in must close the device nodes"
+    else
+      grep -q 'PrivateDevices' "$dropin" && fail "the GPU drop-in must leave the NVIDIA devices reachable"
+    fi
     # systemd-analyze exits 0 on unknown keys and bad values, so any output counts as a problem.
     systemd-analyze verify --man=no "$unit" >"$TMP/verify.log" 2>&1 || { cat "$TMP/verify.log"; fail "verify $kind unit"; }
     if [ -s "$TMP/verify.log" ]; then cat "$TMP/verify.log"; fail "systemd-analyze reports problems in the $kind unit"; fi
   done
-  ok "CPU and GPU units pass systemd-analyze verify"
+  ok "the packaged unit with the CPU and GPU drop-ins passes systemd-analyze verify"
 elif [ "${CI:-false}" = true ]; then
   fail "systemd-analyze not found (Debian package systemd)"
 else

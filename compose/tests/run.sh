@@ -26,7 +26,11 @@ net=fleetgate-test-$id
 hub=fleetgate-test-hub-$id
 agent=fleetgate-test-agent-$id
 tag=test-$id
+mon_project=fleetgate-test-mon-$id
 cleanup() {
+  if [ -f "$tmp/mon.env" ]; then
+    docker-compose -p "$mon_project" --env-file "$tmp/mon.env" -f "$compose/monitoring.yml" down -v >/dev/null 2>&1 || true
+  fi
   docker rm -f "$agent" "$hub" >/dev/null 2>&1 || true
   docker network rm "$net" >/dev/null 2>&1 || true
   docker rmi -f "fleetgate-hub:$tag" "fleetgate-agent:$tag" >/dev/null 2>&1 || true
@@ -70,6 +74,18 @@ need docker-compose "compose file checks" && {
   else
     fail "app-gpu.yml has no NVIDIA device reservation"
   fi
+}
+need docker-compose "monitoring.yml's own agent" && {
+  # The monitoring server's agent: like app-cpu.yml's, enrolled with the hub's token as "monitoring".
+  out=$(docker-compose --env-file "$compose/.env.example" -f "$compose/monitoring.yml" config)
+  agent_service=$(sed -n '/^  agent:$/,/^  [a-z]/p' <<<"$out")
+  for want in "/proc:/host/proc:ro" "/sys:/host/sys:ro" "/:/host/root:ro,rslave" \
+      "/var/run/docker.sock:/var/run/docker.sock:ro" "network_mode: host" "pid: host" \
+      "FLEETGATE_NODE: monitoring" "FLEETGATE_ENROLL_TOKEN: change-me-enroll-token" \
+      "FLEETGATE_HUB: http://127.0.0.1:8000"; do
+    grep -qF -- "$want" <<<"$agent_service" || fail "monitoring.yml's agent lacks $want"
+  done
+  pass "monitoring.yml runs an agent for the monitoring server (node monitoring, the hub's token)"
 }
 need promtool "Prometheus config check" && {
   if promtool check config "$compose/prometheus/prometheus.yml" >/dev/null; then
@@ -146,6 +162,54 @@ if $images_ok; then
   [ "$health" = healthy ] && pass "hub image HEALTHCHECK reports healthy" || fail "hub health: $health"
   [ "$(docker inspect -f '{{.State.Running}}' "$agent")" = true ] \
     && pass "agent container still running" || fail "agent container exited"
+fi
+
+# --- the monitoring side's own agent, from monitoring.yml --------------------------------------------
+if $images_ok; then
+  # hub and agent of monitoring.yml with the images built above (Prometheus and Grafana are not
+  # started: no registry to pull them from). The hub's port is published on the host, where the
+  # agent (host network) pushes to it.
+  mon_port=
+  for _ in $(seq 1 20); do
+    candidate=$((22000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 1000))
+    if ! ss -Htln "sport = :$candidate" | grep -q .; then mon_port=$candidate; break; fi
+  done
+  [ -n "$mon_port" ] || { fail "no free port in 22000-22999 for monitoring.yml's hub"; exit 1; }
+  cat >"$tmp/mon.env" <<EOF
+FLEETGATE_ADMIN_TOKEN=admin-$id-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+FLEETGATE_ENROLL_TOKEN=enroll-$id-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+GRAFANA_ADMIN_USER=admin
+GRAFANA_ADMIN_PASSWORD=unused-$id
+FLEETGATE_VERSION=$tag
+FLEETGATE_HUB_PORT=$mon_port
+FLEETGATE_INTERVAL=2s
+ALERTMANAGER_WEBHOOK_URL=http://127.0.0.1:9/unused-$id
+EOF
+  # This machine's / is a private mount: no rslave (the same override the Ansible test uses).
+  mon_compose=(docker-compose -p "$mon_project" --env-file "$tmp/mon.env" -f "$compose/monitoring.yml"
+               -f "$root/ansible/tests/compose-private-root.yml")
+  if "${mon_compose[@]}" up -d hub agent >"$tmp/mon-up.log" 2>&1; then
+    mon_seen=false
+    for _ in $(seq 1 60); do
+      metrics=$(curl -fsS "http://127.0.0.1:$mon_port/metrics" 2>/dev/null || true)
+      if grep -q '^node_uname_info{.*node="monitoring"' <<<"$metrics"; then mon_seen=true; break; fi
+      sleep 1
+    done
+    if $mon_seen; then
+      pass "monitoring.yml's agent enrolls as node monitoring and its host metrics reach the hub"
+    else
+      fail "node monitoring never reached the hub; agent log: $("${mon_compose[@]}" logs --tail 20 agent 2>&1)"
+    fi
+    if grep -q '^container_last_seen{.*node="monitoring"' <<<"$metrics"; then
+      pass "the monitoring server's containers are reported too"
+    else
+      fail "no container metrics from node monitoring"
+    fi
+  else
+    cat "$tmp/mon-up.log" >&2
+    fail "docker-compose up hub agent (monitoring.yml)"
+  fi
+  "${mon_compose[@]}" down -v >/dev/null 2>&1 || fail "docker-compose down (monitoring.yml)"
 fi
 
 if [ "$failures" -gt 0 ]; then

@@ -1,6 +1,6 @@
 //! The hub's own metrics (`fleetgate_hub_*`), kept in a `prometheus` registry and appended to
 //! `/metrics` with its text encoder. They carry no node labels of their own except `node` on the
-//! quarantine gauge; Prometheus adds job and instance.
+//! quarantine gauge and the refused-pushes counter; Prometheus adds job and instance.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -26,7 +26,13 @@ pub struct HubMetrics {
     pub rejected_series: IntCounterVec,
     /// Families of a node held back by a type conflict.
     pub quarantined_families: IntGaugeVec,
+    /// Pushes of an enrolled node refused, by node and reason.
+    node_refused_pushes: IntCounterVec,
 }
+
+/// The `reason` values of `fleetgate_hub_node_refused_pushes_total`: the push results that mean
+/// an authenticated node's push was refused and its interval lost.
+pub const REFUSED_PUSH_REASONS: [&str; 4] = ["unsupported", "too_large", "malformed", "invalid"];
 
 impl HubMetrics {
     /// Creates and registers every metric.
@@ -81,6 +87,14 @@ impl HubMetrics {
             &["node"],
         )
         .expect("static metric definition");
+        let node_refused_pushes = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_node_refused_pushes_total",
+                "Pushes of an enrolled node refused (its interval lost), by node and reason.",
+            ),
+            &["node", "reason"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(pushes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(push_bytes.clone()),
@@ -89,6 +103,7 @@ impl HubMetrics {
             Box::new(nodes.clone()),
             Box::new(rejected_series.clone()),
             Box::new(quarantined_families.clone()),
+            Box::new(node_refused_pushes.clone()),
         ] {
             // Names are distinct constants, so registration cannot collide.
             let _ = registry.register(c);
@@ -105,6 +120,27 @@ impl HubMetrics {
             nodes,
             rejected_series,
             quarantined_families,
+            node_refused_pushes,
+        }
+    }
+
+    /// Counts one refused push of an authenticated `node`: `result` is one of
+    /// [`REFUSED_PUSH_REASONS`] (any other result is not a refusal and is ignored).
+    pub fn node_refused(&self, node: &str, result: &str) {
+        if REFUSED_PUSH_REASONS.contains(&result) {
+            self.node_refused_pushes
+                .with_label_values(&[node, result])
+                .inc();
+        }
+    }
+
+    /// Drops every series labelled with `node`, once the node is removed.
+    pub fn forget_node(&self, node: &str) {
+        let _ = self.quarantined_families.remove_label_values(&[node]);
+        for reason in REFUSED_PUSH_REASONS {
+            let _ = self
+                .node_refused_pushes
+                .remove_label_values(&[node, reason]);
         }
     }
 

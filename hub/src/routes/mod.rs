@@ -193,4 +193,81 @@ mod tests {
         assert_eq!(node_part(&unzipped), node_part(&whole));
         assert!(unzipped.contains("fleetgate_hub_render_duration_seconds_count"));
     }
+
+    #[tokio::test]
+    async fn refused_pushes_are_counted_per_node_until_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::with_data_dir(dir.path());
+        config.enroll_token = crate::config::TokenSource::Given(fleetgate_daemon::Secret::new(
+            "enroll-token-0123456789",
+        ));
+        config.admin_token = crate::config::TokenSource::Given(fleetgate_daemon::Secret::new(
+            "admin-token-0123456789",
+        ));
+        let app = router(AppState::open(config).unwrap());
+        let mut tokens = Vec::new();
+        for node in ["bad", "good"] {
+            let req = Request::post("/add_node")
+                .header("authorization", "Bearer enroll-token-0123456789")
+                .header("content-type", "application/json")
+                .body(Body::from(format!(r#"{{"node":"{node}"}}"#)))
+                .unwrap();
+            let (_, body) = call(&app, req).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            tokens.push(v["token"].as_str().unwrap().to_string());
+        }
+        let push = |token: &str, content_type: &str, body: &'static str| {
+            Request::post("/push")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let refused = [
+            (
+                "text/plain",
+                "fleetgate_node_up 1\n",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            ("text/plain", "m{ 1\n", StatusCode::BAD_REQUEST),
+            ("text/plain", "m 1\nm 2\n", StatusCode::UNPROCESSABLE_ENTITY),
+            ("image/png", "m 1\n", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ];
+        for (content_type, body, want) in refused {
+            let (status, text) = call(&app, push(&tokens[0], content_type, body)).await;
+            assert_eq!(status, want, "{content_type} {body:?}: {text}");
+        }
+        let (status, _) = call(&app, push(&tokens[1], "text/plain", "m 1\n")).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let scrape = || Request::get("/metrics").body(Body::empty()).unwrap();
+        let (_, text) = call(&app, scrape()).await;
+        let counted = |text: &str, reason: &str| {
+            let prefix = format!(
+                "fleetgate_hub_node_refused_pushes_total{{node=\"bad\",reason=\"{reason}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map(|v| v.parse::<u64>().unwrap())
+        };
+        assert_eq!(counted(&text, "invalid"), Some(2), "{text}");
+        assert_eq!(counted(&text, "malformed"), Some(1), "{text}");
+        assert_eq!(counted(&text, "unsupported"), Some(1), "{text}");
+        assert!(
+            !text.contains("fleetgate_hub_node_refused_pushes_total{node=\"good\""),
+            "{text}"
+        );
+
+        let req = Request::post("/remove_node")
+            .header("authorization", "Bearer admin-token-0123456789")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"node":"bad"}"#))
+            .unwrap();
+        assert_eq!(call(&app, req).await.0, StatusCode::OK);
+        let (_, text) = call(&app, scrape()).await;
+        assert!(
+            !text.contains("fleetgate_hub_node_refused_pushes_total{node=\"bad\""),
+            "{text}"
+        );
+    }
 }

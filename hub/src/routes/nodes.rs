@@ -129,10 +129,7 @@ pub async fn remove_node(
         .await?
         .map_err(registry_error)?;
     state.store.remove(&removed.node, removed.epoch);
-    let _ = state
-        .metrics
-        .quarantined_families
-        .remove_label_values(&[&removed.node]);
+    state.metrics.forget_node(&removed.node);
     tracing::info!(node = %removed.node, "node removed");
     Ok(Json(
         serde_json::json!({ "node": req.node, "removed": true }),

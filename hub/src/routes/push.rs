@@ -55,6 +55,7 @@ pub async fn push(
         Ok(kind) => kind,
         Err(e) => {
             state.metrics.push("unsupported", declared_len);
+            state.metrics.node_refused(&node, "unsupported");
             state
                 .activity
                 .refused(&node, e.status().as_u16(), &e.to_string());
@@ -67,6 +68,7 @@ pub async fn push(
         Err(e) => {
             tracing::debug!(%node, error = %e, "push body not read");
             state.metrics.push("too_large", declared_len);
+            state.metrics.node_refused(&node, "too_large");
             let e = ApiError::TooLarge(format!(
                 "request body exceeds the limit of {} bytes",
                 limits.max_body_bytes
@@ -115,11 +117,13 @@ pub async fn push(
     let (outcome, samples) = match outcome {
         Ok(o) => o,
         Err((result, e)) => {
-            if let ApiError::TooLarge(_) = e {
-                state.metrics.push("too_large", body_len);
+            let result = if let ApiError::TooLarge(_) = e {
+                "too_large"
             } else {
-                state.metrics.push(result, body_len);
-            }
+                result
+            };
+            state.metrics.push(result, body_len);
+            state.metrics.node_refused(&node, result);
             tracing::info!(%node, error = %e, "push refused");
             state
                 .activity
