@@ -95,8 +95,8 @@ state() {
 }
 
 play "$TMP/run1.log" --tags run-agent
-grep -q "FLEETGATE_HUB=\"${URLS[0]},${URLS[1]}/\"" "$TMP/root/etc/fleetgate-agent/agent.env" \
-  || fail "agent.env does not carry both hubs: $(grep FLEETGATE_HUB "$TMP/root/etc/fleetgate-agent/agent.env")"
+grep -qx "hub = \"${URLS[0]},${URLS[1]}/\"" "$TMP/root/etc/fleetgate-agent/agent.toml" \
+  || fail "agent.toml does not carry both hubs: $(grep '^hub' "$TMP/root/etc/fleetgate-agent/agent.toml")"
 for url in "${URLS[@]}"; do
   [ "$(state "$url")" = up ] || fail "$url lists $NODE as $(state "$url")"
   found=
