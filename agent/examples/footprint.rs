@@ -7,13 +7,15 @@
 //! on stdout.
 //!
 //! ```text
-//! cargo build --release -p fleetgate-agent -p fleetgate-hub --example footprint
+//! cargo build --release -p fleetgate-agent -p fleetgate-hub --bins --example footprint
 //! target/release/examples/footprint --interval-ms 2000 --window-s 40 --containers 50
 //! ```
 //!
-//! Needs a running Docker engine the user may talk to, `/bin/busybox` (static) for the
-//! containers' image, and the node_exporter binary. Everything it starts (processes, containers,
-//! the image) is removed when it ends.
+//! The hub, the agent and the containers are the test harness's (`fleetgate-testkit`): the
+//! release binaries next to this example (refused when older than their sources), a busybox image
+//! made with `docker import`. Needs a running Docker engine the user may talk to, `/bin/busybox`
+//! (static) and the node_exporter binary. Everything it starts (processes, containers, the image)
+//! is removed when it ends. `tests/footprint.rs` checks the same figures with generous bounds.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,6 +28,9 @@ use clap::Parser;
 use fleetgate_agent::collectors::agent_self::PushStats;
 use fleetgate_agent::config::{Args, Config};
 use fleetgate_shared::{Snapshot, Value};
+use fleetgate_testkit::docker::{BusyboxImage, Container};
+use fleetgate_testkit::process::{cpu_time, memory, Memory};
+use fleetgate_testkit::{Agent, Hub};
 
 #[derive(Debug, Parser)]
 struct Opts {
@@ -38,8 +43,8 @@ struct Opts {
     /// Running containers started for the second window (0 skips it).
     #[arg(long, default_value_t = 50)]
     containers: usize,
-    /// Directory with the release `fleetgate-agent` and `fleetgate-hub` (default: the parent
-    /// of this example's directory, i.e. `target/release`).
+    /// Directory with the `fleetgate-agent` and `fleetgate-hub` to measure (default: those of
+    /// this example's build, `target/release`).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// The node_exporter to compare with.
@@ -53,20 +58,21 @@ struct Opts {
     cycles: u32,
 }
 
-/// A child process, killed and reaped when dropped.
+/// node_exporter, killed and reaped when dropped.
 #[derive(Debug)]
-struct Running(Child);
+struct Exporter(Child);
 
-impl Running {
-    fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
+impl Exporter {
+    fn spawn(bin: &Path, addr: SocketAddr, log: &Path) -> anyhow::Result<Self> {
         let log = std::fs::File::create(log)?;
-        let child = cmd
+        let child = Command::new(bin)
+            .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Running(child))
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Exporter(child))
     }
 
     fn pid(&self) -> u32 {
@@ -74,58 +80,22 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Memory figures of one process from `/proc/<pid>/status`, in KiB.
-#[derive(Debug, Default, Clone, Copy)]
-struct Mem {
-    rss: u64,
-    hwm: u64,
-    anon: u64,
-    file: u64,
-    threads: u64,
+fn mem(pid: u32) -> anyhow::Result<Memory> {
+    memory(pid).with_context(|| format!("process {pid} is gone"))
 }
 
-fn mem(pid: u32) -> io::Result<Mem> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let mut m = Mem::default();
-    for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let value = rest
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        match key {
-            "VmRSS" => m.rss = value,
-            "VmHWM" => m.hwm = value,
-            "RssAnon" => m.anon = value,
-            "RssFile" => m.file = value,
-            "Threads" => m.threads = value,
-            _ => {}
-        }
-    }
-    Ok(m)
-}
-
-/// utime + stime of a whole process (all its threads, live and exited), in clock ticks.
-fn cpu_ticks(pid: u32) -> io::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_comm = text.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after_comm
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    Ok(fields.iter().sum())
+fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+    Ok(cpu_time(pid)
+        .with_context(|| format!("process {pid} is gone"))?
+        .as_secs_f64()
+        * 1e3)
 }
 
 /// Nanoseconds this thread has run on a CPU.
@@ -135,16 +105,6 @@ fn thread_cpu_ns() -> io::Result<u64> {
         .next()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| io::Error::other("unreadable /proc/thread-self/schedstat"))
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// A plain HTTP/1.0 GET; returns the body (still gzip-compressed when `gzip` is asked for and
@@ -209,33 +169,20 @@ fn hub_counters(hub: SocketAddr) -> anyhow::Result<HubCounters> {
     })
 }
 
-fn free_port() -> io::Result<u16> {
+fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for_file(path: &Path, limit: Duration) -> anyhow::Result<String> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.trim().is_empty() {
-                return Ok(text.trim().to_string());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{} did not appear within {limit:?}", path.display())
 }
 
 /// What one measuring window saw.
 #[derive(Debug, Default)]
 struct Window {
-    agent: Mem,
+    agent: Memory,
     agent_rss_max: u64,
     agent_cycles: f64,
     agent_cpu_ms: f64,
     wire_bytes: f64,
     wire_samples: f64,
-    exporter: Mem,
+    exporter: Memory,
     exporter_rss_max: u64,
     exporter_scrapes: u32,
     exporter_cpu_ms: f64,
@@ -249,19 +196,18 @@ struct Window {
 /// (with `Accept-Encoding: gzip`, as Prometheus does) every interval.
 fn measure(
     opts: &Opts,
-    agent: &Running,
-    exporter: (&Running, SocketAddr),
+    agent: &Agent,
+    exporter: (&Exporter, SocketAddr),
     hub: SocketAddr,
 ) -> anyhow::Result<Window> {
-    let tick_ms = 1000.0 / clock_ticks_per_second();
     let dockerd = pidof("dockerd");
     let interval = Duration::from_millis(opts.interval_ms);
     let (a0, e0, h0) = (
-        cpu_ticks(agent.pid())?,
-        cpu_ticks(exporter.0.pid())?,
+        cpu_ms(agent.pid())?,
+        cpu_ms(exporter.0.pid())?,
         hub_counters(hub)?,
     );
-    let d0 = dockerd.and_then(|p| cpu_ticks(p).ok());
+    let d0 = dockerd.and_then(|p| cpu_ms(p).ok());
     let mut w = Window::default();
     let start = Instant::now();
     let mut next_scrape = start;
@@ -276,23 +222,25 @@ fn measure(
         std::thread::sleep(Duration::from_millis(200));
     }
     let (a1, e1, h1) = (
-        cpu_ticks(agent.pid())?,
-        cpu_ticks(exporter.0.pid())?,
+        cpu_ms(agent.pid())?,
+        cpu_ms(exporter.0.pid())?,
         hub_counters(hub)?,
     );
     w.agent_cycles = h1.pushes - h0.pushes;
-    w.agent_cpu_ms = (a1 - a0) as f64 * tick_ms;
+    w.agent_cpu_ms = a1 - a0;
     w.wire_bytes = h1.bytes - h0.bytes;
     w.wire_samples = h1.samples - h0.samples;
-    w.exporter_cpu_ms = (e1 - e0) as f64 * tick_ms;
+    w.exporter_cpu_ms = e1 - e0;
     w.dockerd_cpu_ms = match (dockerd, d0) {
-        (Some(p), Some(d0)) => cpu_ticks(p).ok().map(|d1| (d1 - d0) as f64 * tick_ms),
+        (Some(p), Some(d0)) => cpu_ms(p).ok().map(|d1| d1 - d0),
         _ => None,
     };
     w.agent = mem(agent.pid())?;
     w.exporter = mem(exporter.0.pid())?;
     w.exporter_samples = count_samples(&http_get(exporter.1, "/metrics", false)?);
-    w.containers_running = docker(&["ps", "-q"])?.lines().count();
+    w.containers_running = fleetgate_testkit::docker::docker(&["ps", "-q"])
+        .lines()
+        .count();
     Ok(w)
 }
 
@@ -306,67 +254,23 @@ fn pidof(name: &str) -> Option<u32> {
         .ok()
 }
 
-fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("docker").args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Idle busybox containers and their image, removed when dropped.
+/// Idle busybox containers and their image, removed when dropped (containers first).
 #[derive(Debug)]
 struct Containers {
-    image: String,
-    names: Vec<String>,
+    _running: Vec<Container>,
+    _image: BusyboxImage,
 }
 
 impl Containers {
-    fn start(n: usize, scratch: &Path) -> anyhow::Result<Self> {
-        let tag = std::process::id();
-        let mut c = Containers {
-            image: format!("fleetgate-footprint-busybox:{tag}"),
-            names: Vec::new(),
-        };
-        let root = scratch.join("rootfs");
-        std::fs::create_dir_all(root.join("bin"))?;
-        std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
-        std::os::unix::fs::symlink("busybox", root.join("bin/sleep"))?;
-        let import = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "tar -C '{}' -c . | docker import - {}",
-                root.display(),
-                c.image
-            ))
-            .output()?;
-        if !import.status.success() {
-            bail!(
-                "docker import: {}",
-                String::from_utf8_lossy(&import.stderr).trim()
-            );
+    fn start(n: usize) -> Self {
+        let image = BusyboxImage::build("footprint");
+        let running = (0..n)
+            .map(|_| Container::run(&image, "footprint", &[], "sleep 3600"))
+            .collect();
+        Containers {
+            _running: running,
+            _image: image,
         }
-        for i in 0..n {
-            let name = format!("fleetgate-footprint-{tag}-{i}");
-            docker(&["run", "-d", "--name", &name, &c.image, "/bin/sleep", "3600"])?;
-            c.names.push(name);
-        }
-        Ok(c)
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        for chunk in self.names.chunks(25) {
-            let mut args = vec!["rm", "-f"];
-            args.extend(chunk.iter().map(String::as_str));
-            let _ = docker(&args);
-        }
-        let _ = docker(&["rmi", &self.image]);
     }
 }
 
@@ -539,8 +443,8 @@ fn payload(snapshot: &Snapshot) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 fn print_window(title: &str, w: &Window) {
@@ -674,59 +578,45 @@ fn print_in_process(rows: &[InProcess]) {
 
 fn main() -> anyhow::Result<()> {
     let opts = Opts::parse();
-    let bin_dir = match &opts.bin_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("no directory above this example")?
-            .to_path_buf(),
-    };
+    if let Some(dir) = &opts.bin_dir {
+        // The harness takes the binaries from these (and refuses nothing it did not build).
+        std::env::set_var("FLEETGATE_HUB_BIN", dir.join("fleetgate-hub"));
+        std::env::set_var("FLEETGATE_AGENT_BIN", dir.join("fleetgate-agent"));
+    }
     let scratch = tempfile::tempdir()?;
     if opts.in_process_only {
-        let containers = match opts.containers {
-            0 => None,
-            n => Some(Containers::start(n, scratch.path())?),
-        };
+        let containers = (opts.containers > 0).then(|| Containers::start(opts.containers));
         return print_in_process_part(&opts, containers);
     }
-    let hub_dir = scratch.path().join("hub");
-    std::fs::create_dir_all(&hub_dir)?;
 
-    let hub = Running::spawn(
-        Command::new(bin_dir.join("fleetgate-hub"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&hub_dir),
-        &scratch.path().join("hub.log"),
-    )?;
-    let hub_addr: SocketAddr =
-        wait_for_file(&hub_dir.join("listen.addr"), Duration::from_secs(20))?.parse()?;
-    wait_for_file(&hub_dir.join("enroll.token"), Duration::from_secs(5))?;
-
+    let hub = Hub::start(&[]);
+    let hub_addr: SocketAddr = hub.addr().parse()?;
     let exporter_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let exporter = Running::spawn(
-        Command::new(&opts.node_exporter).arg(format!("--web.listen-address={exporter_addr}")),
+    let exporter = Exporter::spawn(
+        &opts.node_exporter,
+        exporter_addr,
         &scratch.path().join("node_exporter.log"),
     )?;
-
-    let agent = Running::spawn(
-        Command::new(bin_dir.join("fleetgate-agent"))
-            .arg("--hub")
-            .arg(format!("http://{hub_addr}"))
-            .arg("--enroll-token-file")
-            .arg(hub_dir.join("enroll.token"))
-            .args(["--node", &format!("footprint-{}", std::process::id())])
-            .args(["--interval", &format!("{}ms", opts.interval_ms)])
-            .args(["--collectors", "host,gpu,containers,triton"])
-            .arg("--state-dir")
-            .arg(scratch.path().join("agent")),
-        &scratch.path().join("agent.log"),
-    )?;
+    let state_dir = scratch.path().join("agent");
+    let agent = Agent::start([
+        "--hub".to_string(),
+        hub.base_url(),
+        "--enroll-token-file".to_string(),
+        hub.enroll_token_file().display().to_string(),
+        "--node".to_string(),
+        format!("footprint-{}", std::process::id()),
+        "--interval".to_string(),
+        format!("{}ms", opts.interval_ms),
+        "--collectors".to_string(),
+        "host,gpu,containers,triton".to_string(),
+        "--state-dir".to_string(),
+        state_dir.display().to_string(),
+    ]);
 
     // Warm-up: enrollment, Docker version negotiation, the first inspects, node_exporter's start.
     let warm_up = Duration::from_millis(opts.interval_ms * 3).max(Duration::from_secs(5));
     std::thread::sleep(warm_up);
-    let log = std::fs::read_to_string(scratch.path().join("agent.log")).unwrap_or_default();
+    let log = agent.log();
     if hub_counters(hub_addr)?.pushes < 1.0 {
         bail!("the agent has not pushed after {warm_up:?}; its log:\n{log}");
     }
@@ -742,7 +632,7 @@ fn main() -> anyhow::Result<()> {
     print_window("All collectors, the engine's own containers", &first);
 
     let containers = if opts.containers > 0 {
-        let c = Containers::start(opts.containers, scratch.path())?;
+        let c = Containers::start(opts.containers);
         std::thread::sleep(warm_up);
         let w = measure(&opts, &agent, (&exporter, exporter_addr), hub_addr)?;
         print_window(

@@ -103,6 +103,15 @@ pub struct Args {
     /// Where the host's / is mounted.
     #[arg(long, global = true, env = "FLEETGATE_ROOTFS_PATH")]
     pub rootfs_path: Option<PathBuf>,
+    /// Client certificate (PEM) presented to a hub that requires one (mutual TLS); with --tls-key.
+    #[arg(long, global = true, env = "FLEETGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, env = "FLEETGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) the hub's certificate must chain to, instead of the built-in web roots.
+    #[arg(long, global = true, env = "FLEETGATE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Directory whose `*.prom` files are merged into every snapshot, like node_exporter's
     /// textfile collector (off when unset).
     #[arg(long, global = true, env = "FLEETGATE_TEXTFILE_DIR")]
@@ -156,6 +165,9 @@ struct FileConfig {
     proc_path: Option<PathBuf>,
     sys_path: Option<PathBuf>,
     rootfs_path: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
     textfile_dir: Option<PathBuf>,
     proxy: Option<String>,
 }
@@ -209,6 +221,7 @@ impl CollectorKind {
     }
 }
 
+pub use crate::hub_client::ClientTls;
 pub use fleetgate_daemon::{ConfigError, Secret};
 
 /// The agent's settings: TOML key, flag and environment variable of each.
@@ -246,6 +259,9 @@ mod keys {
     pub const SYS_PATH: Key = Key::new("sys_path", "--sys-path", "FLEETGATE_SYS_PATH");
     pub const ROOTFS_PATH: Key = Key::new("rootfs_path", "--rootfs-path", "FLEETGATE_ROOTFS_PATH");
     pub const ONCE: Key = Key::new("once", "--once", "FLEETGATE_ONCE");
+    pub const TLS_CERT: Key = Key::new("tls_cert", "--tls-cert", "FLEETGATE_TLS_CERT");
+    pub const TLS_KEY: Key = Key::new("tls_key", "--tls-key", "FLEETGATE_TLS_KEY");
+    pub const TLS_CA: Key = Key::new("tls_ca", "--tls-ca", "FLEETGATE_TLS_CA");
     pub const TEXTFILE_DIR: Key =
         Key::new("textfile_dir", "--textfile-dir", "FLEETGATE_TEXTFILE_DIR");
     pub const PROXY: Key = Key::new("proxy", "--proxy", "FLEETGATE_PROXY");
@@ -299,6 +315,8 @@ pub struct Config {
     pub scrape_urls: Vec<String>,
     /// Host file system mounts for the host collector.
     pub host: HostMounts,
+    /// Client certificate and CA for TLS to the hub.
+    pub tls: ClientTls,
     /// Directory of `*.prom` files for the textfile collector; `None` switches it off.
     pub textfile_dir: Option<PathBuf>,
     /// Proxy for requests to the hub; `None` leaves it to the environment.
@@ -446,6 +464,12 @@ impl Config {
             }
         }
 
+        let tls = client_tls(
+            &hubs,
+            layers.pick(keys::TLS_CERT, args.tls_cert, file.tls_cert),
+            layers.pick(keys::TLS_KEY, args.tls_key, file.tls_key),
+            layers.pick(keys::TLS_CA, args.tls_ca, file.tls_ca),
+        )?;
         let textfile_dir =
             match layers.pick(keys::TEXTFILE_DIR, args.textfile_dir, file.textfile_dir) {
                 Some(dir) if dir.value.as_os_str().is_empty() => {
@@ -502,6 +526,7 @@ impl Config {
                 sys: path(keys::SYS_PATH, args.sys_path, file.sys_path, "/sys"),
                 rootfs: path(keys::ROOTFS_PATH, args.rootfs_path, file.rootfs_path, "/"),
             },
+            tls,
             textfile_dir,
             proxy,
         };
@@ -651,6 +676,42 @@ fn same_hub(a: &str, b: &str) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The TLS files, each checked to be a readable PEM file; a certificate needs its key, and
+/// either needs every hub to be an `https://` one (the same files are presented to each).
+fn client_tls(
+    hubs: &[HubTarget],
+    cert: Option<Given<PathBuf>>,
+    key: Option<Given<PathBuf>>,
+    ca: Option<Given<PathBuf>>,
+) -> Result<ClientTls, ConfigError> {
+    for given in [&cert, &key, &ca].into_iter().flatten() {
+        if let Some(hub) = hubs.iter().find(|h| !h.url.starts_with("https://")) {
+            return Err(given.invalid(format!(
+                "TLS settings need an https:// hub URL, but the hub is {}",
+                hub.url
+            )));
+        }
+        let text = std::fs::read_to_string(&given.value)
+            .map_err(|e| given.invalid(format!("cannot read {}: {e}", given.value.display())))?;
+        if !text.contains("-----BEGIN ") {
+            return Err(given.invalid(format!(
+                "{} is not a PEM file (no -----BEGIN line)",
+                given.value.display()
+            )));
+        }
+    }
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((c.value, k.value)),
+        (None, None) => None,
+        (Some(c), None) => return Err(c.invalid("is set but tls_key (--tls-key) is not")),
+        (None, Some(k)) => return Err(k.invalid("is set but tls_cert (--tls-cert) is not")),
+    };
+    Ok(ClientTls {
+        identity,
+        ca: ca.map(|c| c.value),
+    })
 }
 
 fn validate_url<T>(url: &str, given: &Given<T>) -> Result<String, ConfigError> {
@@ -865,6 +926,64 @@ mod tests {
         std::fs::write(&path, "enroll_token = \"0123456789abcdef\"\n").unwrap();
         let e = err(&["--config", p, "--node", "n"]);
         assert!(e.contains("enroll_token_file"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_are_checked_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("c.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "nope").unwrap();
+        let (p, j) = (pem.to_str().unwrap(), junk.to_str().unwrap());
+        let https = ["--node", "n", "--hub", "https://hub:8000"];
+        let (_, c) = load(
+            &[
+                &https[..],
+                &["--tls-cert", p, "--tls-key", p, "--tls-ca", p],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.tls.identity, Some((pem.clone(), pem.clone())));
+        assert_eq!(c.tls.ca, Some(pem.clone()));
+        let e = err(&[&https[..], &["--tls-cert", p]].concat());
+        assert!(
+            e.starts_with("--tls-cert / FLEETGATE_TLS_CERT: ") && e.contains("tls_key"),
+            "{e}"
+        );
+        let e = err(&[&https[..], &["--tls-ca", j]].concat());
+        assert!(
+            e.starts_with("--tls-ca / FLEETGATE_TLS_CA: ") && e.contains("not a PEM"),
+            "{e}"
+        );
+        let e = err(&["--node", "n", "--tls-ca", p]);
+        assert!(e.contains("https://"), "{e}");
+        // The same files go to every hub of a list: each must be https://.
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--hub",
+            "https://a:1,https://b:2",
+            "--tls-ca",
+            p,
+        ])
+        .unwrap();
+        assert_eq!(c.hubs.len(), 2);
+        assert_eq!(c.tls.ca, Some(pem.clone()));
+        let e = err(&[
+            "--node",
+            "n",
+            "--hub",
+            "https://a:1,http://b:2",
+            "--tls-ca",
+            p,
+        ]);
+        assert!(e.contains("the hub is http://b:2"), "{e}");
     }
 
     #[test]

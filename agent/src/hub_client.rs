@@ -1,8 +1,16 @@
 //! The agent's HTTP client for the hub: enrollment (`/add_node`), pushes (`/push`) and
-//! deregistration (`/remove_node`). The load-test rig drives the hub through this same client.
+//! deregistration (`/remove_node`), over HTTP or HTTPS (optionally with a client certificate).
+//! The load-test rig drives the hub through this same client.
+//!
+//! A hub older than the agent may not read what the agent sends: it answers 415 (or, before
+//! 415 was its answer, 400 naming the unsupported version). The client then falls back — values
+//! push to full snapshot, full snapshot to the Prometheus text format — in the same push, and
+//! tries the better format again after [`FORMAT_RETRY`], so an upgraded hub gets it back.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fleetgate_shared::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -32,6 +40,10 @@ impl PushBase {
     }
 }
 
+/// After a hub refused a format as one it does not read, the client uses the fallback for this
+/// long before it tries the format again.
+pub const FORMAT_RETRY: Duration = Duration::from_secs(3600);
+
 /// Which kind of push went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushKind {
@@ -39,6 +51,9 @@ pub enum PushKind {
     Full,
     /// Only the values, against a [`PushBase`].
     Values,
+    /// The whole snapshot in the Prometheus text format, for a hub that does not read the
+    /// snapshot encoding this agent writes.
+    Text,
 }
 
 impl PushKind {
@@ -47,7 +62,42 @@ impl PushKind {
         match self {
             PushKind::Full => "full",
             PushKind::Values => "values",
+            PushKind::Text => "text",
         }
+    }
+}
+
+/// TLS settings of the client beyond the defaults (the hub's certificate checked against the
+/// built-in web roots, no client certificate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Client certificate chain and private key (PEM) presented to a hub that asks for one
+    /// (mutual TLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// CA certificate(s) (PEM) the hub's certificate must chain to, instead of the built-in
+    /// web roots.
+    pub ca: Option<PathBuf>,
+}
+
+/// When the hub last turned down each format as one it does not read.
+#[derive(Debug, Default)]
+struct Refused {
+    /// The values push (`application/vnd.fleetgate.values`).
+    values: Mutex<Option<Instant>>,
+    /// The snapshot encoding (`application/vnd.fleetgate.snapshot`).
+    snapshot: Mutex<Option<Instant>>,
+}
+
+impl Refused {
+    /// Whether `slot`'s format was refused less than [`FORMAT_RETRY`] ago.
+    fn recently(slot: &Mutex<Option<Instant>>) -> bool {
+        slot.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < FORMAT_RETRY)
+    }
+
+    fn mark(slot: &Mutex<Option<Instant>>) {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 }
 
@@ -115,6 +165,19 @@ pub enum HubError {
 }
 
 impl HubError {
+    /// Whether the hub said it does not read the format sent: 415, or 400 naming an unsupported
+    /// version (what hubs answered before they answered 415).
+    pub fn is_unsupported_format(&self) -> bool {
+        match self {
+            HubError::Rejected { status: 415, .. } => true,
+            HubError::Rejected {
+                status: 400,
+                message,
+            } => message.starts_with("unsupported snapshot version"),
+            _ => false,
+        }
+    }
+
     /// A short stable reason for the `reason` label of failure counters.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -194,6 +257,8 @@ pub struct HubClient {
     base: String,
     /// Pooled HTTP client; keeps the connection to the hub alive between pushes.
     http: reqwest::Client,
+    /// Formats this hub turned down, shared by the clones (they talk to the same hub).
+    refused: Arc<Refused>,
 }
 
 impl HubClient {
@@ -201,7 +266,7 @@ impl HubClient {
     /// proxy the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, except for
     /// hosts in `NO_PROXY`), if any.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, HubError> {
-        Self::with_proxy(base_url, timeout, None)
+        Self::with_options(base_url, timeout, &ClientTls::default(), None)
     }
 
     /// Like [`HubClient::new`], but through `proxy` when given (hosts in `NO_PROXY` still
@@ -209,6 +274,17 @@ impl HubClient {
     pub fn with_proxy(
         base_url: &str,
         timeout: Duration,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Self, HubError> {
+        Self::with_options(base_url, timeout, &ClientTls::default(), proxy)
+    }
+
+    /// Builds a client for `base_url` with a per-request timeout, the TLS settings `tls`
+    /// and, when given, `proxy` (see [`HubClient::with_proxy`]).
+    pub fn with_options(
+        base_url: &str,
+        timeout: Duration,
+        tls: &ClientTls,
         proxy: Option<&ProxyUrl>,
     ) -> Result<Self, HubError> {
         let base = base_url.trim_end_matches('/').to_string();
@@ -221,6 +297,37 @@ impl HubClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")));
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| HubError::Config(format!("{what} {}: {e}", path.display())))
+        };
+        if let Some((cert, key)) = &tls.identity {
+            let mut pem = read(cert, "client certificate")?;
+            pem.push(b'\n');
+            pem.extend(read(key, "client key")?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                HubError::Config(format!(
+                    "client certificate {} / key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        if let Some(ca) = &tls.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca, "CA file")?)
+                .map_err(|e| HubError::Config(format!("CA file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(HubError::Config(format!(
+                    "CA file {}: no certificate in it",
+                    ca.display()
+                )));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
         if let Some(proxy) = proxy {
             let proxy = reqwest::Proxy::all(proxy.0.as_str())
                 .map_err(|e| HubError::Config(format!("proxy {}: {e}", proxy.redacted())))?
@@ -230,7 +337,11 @@ impl HubClient {
         let http = builder
             .build()
             .map_err(|e| HubError::Config(e.to_string()))?;
-        Ok(HubClient { base, http })
+        Ok(HubClient {
+            base,
+            http,
+            refused: Arc::default(),
+        })
     }
 
     /// The base URL this client talks to.
@@ -275,11 +386,23 @@ impl HubClient {
             .await
     }
 
+    /// Pushes `snapshot` in the Prometheus text format (what every hub reads).
+    pub async fn push_text(
+        &self,
+        token: &str,
+        snapshot: &Snapshot,
+    ) -> Result<PushReport, HubError> {
+        let body = fleetgate_shared::text::render(&snapshot.families).into_bytes();
+        self.post_push(token, fleetgate_shared::text::CONTENT_TYPE, body)
+            .await
+    }
+
     /// Pushes `snapshot` the way the agent does: only its values against `base` while `base`
     /// has the same layout, an older sequence number and fewer than [`FULL_PUSH_EVERY`] - 1
     /// values pushes behind it; in full otherwise, and at once when the hub answers a values
     /// push with 409. On success `base` becomes this push; on any failure it is cleared, since
-    /// the hub may or may not have applied the push.
+    /// the hub may or may not have applied the push. A format the hub does not read is
+    /// replaced by the next one (values → full → text) in the same call.
     pub async fn push_tracked(
         &self,
         token: &str,
@@ -289,8 +412,12 @@ impl HubClient {
         let layout = fleetgate_shared::layout_hash(&snapshot.families);
         let values = fleetgate_shared::sample_values(&snapshot.families);
         let prior = base.take();
+        let values_refused = Refused::recently(&self.refused.values);
         let usable = prior.as_ref().filter(|b| {
-            b.layout == layout && b.seq < snapshot.seq && b.values_pushes + 1 < FULL_PUSH_EVERY
+            b.layout == layout
+                && b.seq < snapshot.seq
+                && b.values_pushes + 1 < FULL_PUSH_EVERY
+                && !values_refused
         });
         let mut conflict = false;
         let mut sent = None;
@@ -308,6 +435,11 @@ impl HubClient {
                     conflict = true;
                     tracing::debug!(hub_says = %message, "the hub holds no base for a values push; pushing the full snapshot");
                 }
+                Err(e) if e.is_unsupported_format() => {
+                    Refused::mark(&self.refused.values);
+                    tracing::warn!(hub = %self.base, hub_says = %e, retry_in = ?FORMAT_RETRY,
+                        "the hub does not read values pushes (an older hub?); pushing full snapshots instead");
+                }
                 result => sent = Some((result, PushKind::Values)),
             }
         } else if let Some(b) = prior.as_ref().filter(|b| b.layout != layout) {
@@ -319,9 +451,9 @@ impl HubClient {
         }
         let (result, kind) = match sent {
             Some(sent) => sent,
-            None => (self.push(token, snapshot).await, PushKind::Full),
+            None => self.push_full_or_text(token, snapshot).await,
         };
-        if result.is_ok() {
+        if result.is_ok() && kind != PushKind::Text {
             let values_pushes = match (kind, &prior) {
                 (PushKind::Values, Some(b)) => b.values_pushes + 1,
                 _ => 0,
@@ -338,6 +470,25 @@ impl HubClient {
             kind,
             conflict,
         }
+    }
+
+    /// The full snapshot, or its text when the hub does not read this agent's encoding.
+    async fn push_full_or_text(
+        &self,
+        token: &str,
+        snapshot: &Snapshot,
+    ) -> (Result<PushReport, HubError>, PushKind) {
+        if !Refused::recently(&self.refused.snapshot) {
+            match self.push(token, snapshot).await {
+                Err(e) if e.is_unsupported_format() => {
+                    Refused::mark(&self.refused.snapshot);
+                    tracing::warn!(hub = %self.base, hub_says = %e, retry_in = ?FORMAT_RETRY,
+                        "the hub does not read this agent's snapshot encoding (an older hub?); pushing the text format instead");
+                }
+                result => return (result, PushKind::Full),
+            }
+        }
+        (self.push_text(token, snapshot).await, PushKind::Text)
     }
 
     async fn post_push(

@@ -148,6 +148,7 @@ fn add_gpu(c: &mut Collection) -> u32 {
 fn add_containers(c: &mut Collection, config: &Config) {
     c.add(
         "containers",
-        ContainerCollector::new(&config.docker_socket.to_string_lossy()),
+        ContainerCollector::new(&config.docker_socket.to_string_lossy())
+            .map(|c| c.with_cgroup_root(config.host.sys.join("fs/cgroup"))),
     );
 }

@@ -5,16 +5,10 @@
 use std::process::Command;
 
 use fleetgate_shared::{MetricType, Value};
+use fleetgate_testkit::{command, Binary};
 
 fn agent() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetgate-agent"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FLEETGATE_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("RUST_LOG", "info");
-    c
+    command(Binary::Agent)
 }
 
 fn closed_port_url() -> String {

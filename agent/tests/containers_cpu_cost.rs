@@ -7,13 +7,12 @@
 //! `sleep` containers, 1250 series): 20.9 ms for the first cycle (inspect + stats), 18.9 ms per
 //! later cycle (stats only), agent process CPU only.
 
-mod containers_support;
-
 use std::time::Duration;
 
-use containers_support::{docker_available, Container, Image};
 use fleetgate_agent::collectors::containers::ContainerCollector;
 use fleetgate_agent::collectors::{Collector, MetricBuffer};
+use fleetgate_testkit::docker::{engine, BusyboxImage, Container, SOCKET};
+use fleetgate_testkit::require;
 
 const CONTAINERS: usize = 50;
 const CYCLES: u32 = 10;
@@ -40,17 +39,17 @@ fn process_cpu() -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: starts 50 containers"]
 async fn cpu_per_cycle_with_50_containers() {
-    if !docker_available() {
+    if require("a running Docker engine", engine()).is_none() {
         return;
     }
-    let image = Image::build("cpucost");
+    let image = BusyboxImage::build("cpucost");
     let containers: Vec<Container> = (0..CONTAINERS)
         .map(|i| {
             let label = format!("com.example.index={i}");
             Container::run(&image, "cost", &["--label", &label], "sleep 3600")
         })
         .collect();
-    let mut collector = ContainerCollector::new("/var/run/docker.sock").expect("collector");
+    let mut collector = ContainerCollector::new(SOCKET).expect("collector");
 
     let start = process_cpu();
     let mut out = MetricBuffer::new();

@@ -2,7 +2,8 @@
 //! node_exporter emits here by default must come out of `HostCollector` with the same type and
 //! label names, the same series (label values), and agreeing values. Counters are checked by
 //! bracketing: node_exporter is scraped just before and just after our collection, so every
-//! counter of ours must lie between its two readings.
+//! counter of ours must lie between its two readings. The edac collector, which needs hardware
+//! this machine kind lacks, is compared on a fake sysfs tree both sides read.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
@@ -15,8 +16,7 @@ use std::time::{Duration, Instant};
 use fleetgate_agent::collectors::host::{HostCollector, HostPaths};
 use fleetgate_agent::collectors::MetricBuffer;
 use fleetgate_shared::{text, Family, MetricType, Value};
-
-const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+use fleetgate_testkit::require_tool;
 
 /// Families node_exporter emits that are not the host collector's business.
 fn is_exporter_self_metric(name: &str) -> bool {
@@ -42,7 +42,6 @@ const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("node_bcache_", "bcache: rare block cache, not implemented"),
     ("node_bonding_", "bonding: not implemented"),
     ("node_btrfs_", "btrfs: not implemented"),
-    ("node_edac_", "edac: not implemented"),
     ("node_fibrechannel_", "fibrechannel: not implemented"),
     ("node_infiniband_", "infiniband: not implemented"),
     ("node_ipvs_", "ipvs: not implemented"),
@@ -68,9 +67,10 @@ type Labels = BTreeMap<String, String>;
 /// One scrape: family name to (type, series by labels).
 type Scrape = BTreeMap<String, (MetricType, BTreeMap<Labels, f64>)>;
 
-/// Deliberate differences in series, as (side, family prefix, label, predicate, reason).
-/// Debian's node_exporter 1.5.0 has older or Debian-patched defaults; the agent follows current
-/// upstream node_exporter, as `shared/compat/README.md` section 1 specifies.
+/// Deliberate differences in series: whether a series of ours (`ours`) or of node_exporter's
+/// is expected to have no counterpart. Debian's node_exporter 1.5.0 has older or Debian-patched
+/// defaults; the agent follows current upstream node_exporter (1.6 and later); each case below
+/// says which default differs.
 fn deliberately_different(ours: bool, family: &str, labels: &Labels) -> bool {
     let label = |n: &str| labels.get(n).map(String::as_str).unwrap_or("");
     if !ours && family.starts_with("node_disk_") {
@@ -130,13 +130,14 @@ fn http_get(port: u16) -> std::io::Result<String> {
     Ok(body.to_string())
 }
 
-/// Starts node_exporter with its default collectors on a free loopback port and waits until it
-/// serves; retries with another port if the chosen one was taken in between.
-fn start_exporter() -> (Exporter, u16) {
+/// Starts node_exporter with `args` (none: its default collectors) on a free loopback port and
+/// waits until it serves; retries with another port if the chosen one was taken in between.
+fn start_exporter(node_exporter: &std::path::Path, args: &[&str]) -> (Exporter, u16) {
     for _attempt in 0..3 {
         let port = free_port();
-        let child = Command::new(NODE_EXPORTER)
+        let child = Command::new(node_exporter)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -186,14 +187,10 @@ fn label_names(series: &BTreeMap<Labels, f64>) -> BTreeSet<Vec<String>> {
 
 #[test]
 fn host_collector_matches_node_exporter() {
-    if !std::path::Path::new(NODE_EXPORTER).exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{NODE_EXPORTER} is missing (install prometheus-node-exporter)");
-        }
-        eprintln!("SKIPPED: {NODE_EXPORTER} is missing (install prometheus-node-exporter)");
+    let Some(node_exporter) = require_tool("prometheus-node-exporter") else {
         return;
-    }
-    let (_exporter, port) = start_exporter();
+    };
+    let (_exporter, port) = start_exporter(&node_exporter, &[]);
     let mut host = HostCollector::new(HostPaths::default()).expect("host collector");
 
     let before = text::parse(&http_get(port).unwrap()).unwrap();
@@ -304,4 +301,131 @@ fn host_collector_matches_node_exporter() {
     }
     eprintln!("ours only (not emitted by node_exporter here): {extra:?}");
     assert!(problems.is_empty(), "differences:\n{}", problems.join("\n"));
+}
+
+/// The `node_edac_*` families and `node_scrape_collector_success{collector="edac"}` of one
+/// exposition: name to (type, HELP, value by labels).
+fn edac_part(exposition: &str) -> BTreeMap<String, (MetricType, String, BTreeMap<Labels, f64>)> {
+    let mut part = BTreeMap::new();
+    for f in text::parse(exposition).unwrap() {
+        let edac = f.name.starts_with("node_edac_");
+        if !edac && f.name != "node_scrape_collector_success" {
+            continue;
+        }
+        let mut series = BTreeMap::new();
+        for s in f.series {
+            let labels: Labels = s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            if !edac && labels.get("collector").map(String::as_str) != Some("edac") {
+                continue;
+            }
+            let Value::Scalar(v) = s.value else {
+                panic!("{} is not scalar", f.name);
+            };
+            series.insert(labels, v);
+        }
+        part.insert(f.name, (f.kind, f.help, series));
+    }
+    part
+}
+
+/// The agent binary's `--once` exposition with only the host collector, reading `sys`.
+fn agent_once_with_sys(sys: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetgate-agent"))
+        .args([
+            "--once",
+            "--node",
+            "edac-test",
+            "--collectors",
+            "host",
+            "--sys-path",
+        ])
+        .arg(sys)
+        .env_remove("FLEETGATE_COLLECTORS")
+        .env_remove("FLEETGATE_SYS_PATH")
+        .stderr(Stdio::null())
+        .output()
+        .expect("run fleetgate-agent --once");
+    assert!(out.status.success(), "fleetgate-agent --once failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write_counts(dir: &std::path::Path, counts: &[(&str, u64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, n) in counts {
+        std::fs::write(dir.join(file), format!("{n}\n")).unwrap();
+    }
+}
+
+/// EDAC needs ECC memory and a kernel driver for its controller, which virtual machines lack, so
+/// both sides read the same fake sysfs tree: node_exporter with `--path.sysfs` and only its edac
+/// collector, the agent binary with `--sys-path`. Families, types, HELP, labels and values must
+/// be equal: with two controllers (one with csrows), after new errors, and with a count missing.
+#[test]
+fn edac_matches_node_exporter_on_the_same_sysfs_tree() {
+    let Some(node_exporter) = require_tool("prometheus-node-exporter") else {
+        return;
+    };
+    let sys = tempfile::tempdir().unwrap();
+    let mc = sys.path().join("devices/system/edac/mc");
+    let controller = |ce, ce_noinfo, ue, ue_noinfo| {
+        [
+            ("ce_count", ce),
+            ("ce_noinfo_count", ce_noinfo),
+            ("ue_count", ue),
+            ("ue_noinfo_count", ue_noinfo),
+        ]
+    };
+    write_counts(&mc.join("mc0"), &controller(12, 2, 1, 0));
+    write_counts(&mc.join("mc0/csrow0"), &[("ce_count", 10), ("ue_count", 1)]);
+    write_counts(&mc.join("mc0/csrow1"), &[("ce_count", 0), ("ue_count", 0)]);
+    write_counts(&mc.join("mc1"), &controller(0, 0, 0, 0));
+    // Not a controller: sysfs keeps the device's power settings beside them.
+    std::fs::create_dir_all(mc.join("power")).unwrap();
+
+    let tree = sys.path().to_str().unwrap();
+    let sysfs = format!("--path.sysfs={tree}");
+    let (_exporter, port) = start_exporter(
+        &node_exporter,
+        &[&sysfs, "--collector.disable-defaults", "--collector.edac"],
+    );
+
+    let compare = |when: &str| {
+        let theirs = edac_part(&http_get(port).unwrap());
+        let ours = edac_part(&agent_once_with_sys(sys.path()));
+        assert_eq!(
+            ours, theirs,
+            "{when}: agent (left) and node_exporter (right) differ"
+        );
+        theirs
+    };
+
+    let first = compare("two controllers");
+    assert_eq!(
+        first.len(),
+        5,
+        "four edac families and the success flag: {first:?}"
+    );
+    let ue = &first["node_edac_uncorrectable_errors_total"];
+    assert_eq!(ue.0, MetricType::Counter);
+    let mc0: Labels = [("controller".to_string(), "0".to_string())].into();
+    assert_eq!(ue.2[&mc0], 1.0);
+    let rows = &first["node_edac_csrow_correctable_errors_total"].2;
+    assert_eq!(
+        rows.len(),
+        4,
+        "csrow 0, 1 and unknown of mc0, unknown of mc1: {rows:?}"
+    );
+
+    // New errors on both controllers: both sides follow.
+    write_counts(&mc.join("mc0"), &controller(15, 2, 3, 1));
+    write_counts(&mc.join("mc0/csrow1"), &[("ce_count", 3), ("ue_count", 1)]);
+    write_counts(&mc.join("mc1"), &controller(4, 4, 0, 0));
+    let second = compare("after new errors");
+    assert_eq!(second["node_edac_uncorrectable_errors_total"].2[&mc0], 3.0);
+
+    // A controller whose count cannot be read fails the collector on both sides.
+    std::fs::remove_file(mc.join("mc1/ue_noinfo_count")).unwrap();
+    let broken = compare("a count missing");
+    let success = &broken["node_scrape_collector_success"].2;
+    assert_eq!(success.values().copied().collect::<Vec<_>>(), [0.0]);
 }

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +13,8 @@ use std::time::Duration;
 
 use fleetgate_agent::enroll::StateDir;
 use fleetgate_shared::Family;
-use support::{eventually, refs, value, Agent, Hub};
+use fleetgate_testkit::exposition::value;
+use fleetgate_testkit::{command, eventually, Agent, Binary, Hub};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -80,22 +79,21 @@ fn config_file(dir: &Path, node: &str, state: &Path, hubs: &[(&str, &Path)]) -> 
 #[tokio::test]
 async fn every_hub_gets_every_snapshot_and_a_dead_hub_does_not_hold_back_the_other() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir_a = tmp.path().join("hub-a");
-    let mut hub_a = Hub::start(&dir_a, "127.0.0.1:0").await;
-    let hub_b = Hub::start(&tmp.path().join("hub-b"), "127.0.0.1:0").await;
-    let (url_a, url_b, addr_a) = (hub_a.url(), hub_b.url(), hub_a.addr.clone());
+    let mut hub_a = Hub::start(&[]);
+    let hub_b = Hub::start(&[]);
+    let (url_a, url_b) = (hub_a.base_url(), hub_b.base_url());
     let state = tmp.path().join("state");
     let config = config_file(
         tmp.path(),
         "ha-1",
         &state,
         &[
-            (&url_a, &hub_a.enroll_token_file),
-            (&url_b, &hub_b.enroll_token_file),
+            (&url_a, &hub_a.enroll_token_file()),
+            (&url_b, &hub_b.enroll_token_file()),
         ],
     );
     let config_arg = config.display().to_string();
-    let mut agent = Agent::start(&["--config", &config_arg], &tmp.path().join("agent.log"));
+    let mut agent = Agent::start(["--config", &config_arg]);
 
     shows(&hub_a, "ha-1").await;
     shows(&hub_b, "ha-1").await;
@@ -128,7 +126,7 @@ async fn every_hub_gets_every_snapshot_and_a_dead_hub_does_not_hold_back_the_oth
     let steady = accepted_within(&hub_b, Duration::from_secs(3)).await;
 
     // A dies: B keeps getting every snapshot at the interval, and hears that A is down.
-    hub_a.stop();
+    hub_a.kill9();
     eventually(Duration::from_secs(10), "hub_up{A} 0 on B", || async {
         hub_up_seen_by(&hub_b, "ha-1", &url_a)
             .await
@@ -145,7 +143,7 @@ async fn every_hub_gets_every_snapshot_and_a_dead_hub_does_not_hold_back_the_oth
 
     // A back on its address with its data: the agent pushes there again with the token A
     // issued before, without enrolling again.
-    let hub_a = Hub::start(&dir_a, &addr_a).await;
+    hub_a.restart();
     shows(&hub_a, "ha-1").await;
     eventually(Duration::from_secs(10), "hub_up{A} 1 again", || async {
         hub_up_seen_by(&hub_b, "ha-1", &url_a)
@@ -238,7 +236,7 @@ async fn slow_hub(listener: TcpListener, seen: Arc<SlowHub>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_hub_gets_one_push_at_a_time_and_the_other_hub_every_interval() {
     let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
+    let hub = Hub::start(&[]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slow_url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(SlowHub::default());
@@ -250,13 +248,13 @@ async fn a_slow_hub_gets_one_push_at_a_time_and_the_other_hub_every_interval() {
         "ha-2",
         &state,
         &[
-            (&slow_url, &hub.enroll_token_file),
-            (&hub.url(), &hub.enroll_token_file),
+            (&slow_url, &hub.enroll_token_file()),
+            (&hub.base_url(), &hub.enroll_token_file()),
         ],
     );
     let config_arg = config.display().to_string();
     let started = std::time::Instant::now();
-    let mut agent = Agent::start(&["--config", &config_arg], &tmp.path().join("agent.log"));
+    let mut agent = Agent::start(["--config", &config_arg]);
     shows(&hub, "ha-2").await;
 
     // 300 ms interval: about 20 pushes in 6 s to the real hub, while each push to the slow one
@@ -295,24 +293,25 @@ async fn a_slow_hub_gets_one_push_at_a_time_and_the_other_hub_every_interval() {
 #[tokio::test]
 async fn a_401_from_one_hub_stops_only_that_hub() {
     let tmp = tempfile::tempdir().unwrap();
-    let hub_a = Hub::start(&tmp.path().join("hub-a"), "127.0.0.1:0").await;
-    let hub_b = Hub::start(&tmp.path().join("hub-b"), "127.0.0.1:0").await;
+    let hub_a = Hub::start(&[]);
+    let hub_b = Hub::start(&[]);
     let state = tmp.path().join("state");
     let config = config_file(
         tmp.path(),
         "ha-3",
         &state,
         &[
-            (&hub_a.url(), &hub_a.enroll_token_file),
-            (&hub_b.url(), &hub_b.enroll_token_file),
+            (&hub_a.base_url(), &hub_a.enroll_token_file()),
+            (&hub_b.base_url(), &hub_b.enroll_token_file()),
         ],
     );
     let config_arg = config.display().to_string();
-    let mut agent = Agent::start(&["--config", &config_arg], &tmp.path().join("agent.log"));
+    let mut agent = Agent::start(["--config", &config_arg]);
     shows(&hub_a, "ha-3").await;
     shows(&hub_b, "ha-3").await;
 
-    hub_a.remove_node("ha-3").await;
+    let removed = hub_a.remove_node(&hub_a.admin_token(), "ha-3").await;
+    assert!(removed.status().is_success(), "{}", removed.status());
     let stopped = eventually(Duration::from_secs(20), "the 401 logged", || {
         let log = agent.log();
         async move {
@@ -322,7 +321,10 @@ async fn a_401_from_one_hub_stops_only_that_hub() {
         }
     })
     .await;
-    assert!(stopped.contains(&hub_a.url()), "names the hub: {stopped}");
+    assert!(
+        stopped.contains(&hub_a.base_url()),
+        "names the hub: {stopped}"
+    );
     assert!(stopped.contains("ERROR"), "{stopped}");
     // B goes on, A stays removed and is not enrolled at again.
     let more = accepted_within(&hub_b, Duration::from_secs(2)).await;
@@ -337,28 +339,27 @@ async fn a_401_from_one_hub_stops_only_that_hub() {
     );
     assert_eq!(hub_a.node_state("ha-3").await.as_deref(), Some("removed"));
     assert_eq!(
-        hub_up_seen_by(&hub_b, "ha-3", &hub_a.url()).await,
+        hub_up_seen_by(&hub_b, "ha-3", &hub_a.base_url()).await,
         Some(0.0)
     );
     assert!(agent.terminate().await.success());
 }
 
-/// Starts a hub whose generated enrollment token is `token` (written before its first start).
-async fn hub_with_enroll_token(dir: &Path, listen: &str, token: &str) -> Hub {
+/// Starts a hub in `dir` whose generated enrollment token is `token` (written before its first
+/// start).
+fn hub_with_enroll_token(dir: &Path, token: &str) -> Hub {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("enroll.token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    Hub::start(dir, listen).await
+    Hub::start_in(dir, &[])
 }
 
 fn deregister(state: &Path) -> (bool, String) {
-    let out = std::process::Command::new(support::agent_bin())
+    let out = command(Binary::Agent)
         .args(["deregister", "--state-dir"])
         .arg(state)
-        .env("RUST_LOG", "info")
-        .env_remove("FLEETGATE_HUB")
         .output()
         .unwrap();
     (
@@ -371,55 +372,52 @@ fn deregister(state: &Path) -> (bool, String) {
 async fn a_hub_list_shares_the_token_and_deregister_removes_the_node_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let shared = "shared-enrollment-token-0123456789";
-    let hub_a = hub_with_enroll_token(&tmp.path().join("hub-a"), "127.0.0.1:0", shared).await;
-    let dir_b = tmp.path().join("hub-b");
-    let mut hub_b = hub_with_enroll_token(&dir_b, "127.0.0.1:0", shared).await;
-    let addr_b = hub_b.addr.clone();
+    let hub_a = hub_with_enroll_token(&tmp.path().join("hub-a"), shared);
+    let mut hub_b = hub_with_enroll_token(&tmp.path().join("hub-b"), shared);
     let state = tmp.path().join("state");
-    let hubs = format!("{},{}", hub_a.url(), hub_b.url());
+    let hubs = format!("{},{}", hub_a.base_url(), hub_b.base_url());
     let state_arg = state.display().to_string();
-    let mut agent = Agent::start(
-        &refs(&[
-            "--hub".into(),
-            hubs,
-            "--enroll-token".into(),
-            shared.into(),
-            "--node".into(),
-            "ha-4".into(),
-            "--state-dir".into(),
-            state_arg,
-            "--interval".into(),
-            "300ms".into(),
-            "--collectors".into(),
-            String::new(),
-        ]),
-        &tmp.path().join("agent.log"),
-    );
+    let mut agent = Agent::start([
+        "--hub",
+        &hubs,
+        "--enroll-token",
+        shared,
+        "--node",
+        "ha-4",
+        "--state-dir",
+        &state_arg,
+        "--interval",
+        "300ms",
+        "--collectors",
+        "",
+    ]);
     shows(&hub_a, "ha-4").await;
     shows(&hub_b, "ha-4").await;
     assert!(agent.terminate().await.success());
 
     // B is down: A removes the node, B cannot; the exit status says it failed, the output
     // names both, and B's token is kept for the next try.
-    hub_b.stop();
+    hub_b.kill9();
     let (ok, stderr) = deregister(&state);
     assert!(!ok, "{stderr}");
     assert!(stderr.contains("deregistered from 1 of 2 hubs"), "{stderr}");
     assert!(
-        stderr.contains(&format!("failed at: {}", hub_b.url())),
+        stderr.contains(&format!("failed at: {}", hub_b.base_url())),
         "{stderr}"
     );
     assert_eq!(hub_a.node_state("ha-4").await.as_deref(), Some("removed"));
-    assert!(!hub_state(&state, &hub_a.url()).exists());
-    assert!(hub_state(&state, &hub_b.url()).join("push.token").exists());
+    assert!(!hub_state(&state, &hub_a.base_url()).exists());
+    assert!(hub_state(&state, &hub_b.base_url())
+        .join("push.token")
+        .exists());
 
     // B back: deregister again removes it there too and succeeds.
-    let hub_b = Hub::start(&dir_b, &addr_b).await;
+    hub_b.restart();
     let (ok, stderr) = deregister(&state);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("deregistered from 1 of 1 hubs"), "{stderr}");
     assert_eq!(hub_b.node_state("ha-4").await.as_deref(), Some("removed"));
-    assert!(!hub_state(&state, &hub_b.url()).exists());
+    assert!(!hub_state(&state, &hub_b.base_url()).exists());
     for hub in [&hub_a, &hub_b] {
         let fams = hub.metrics().await;
         assert!(value(
@@ -436,50 +434,34 @@ async fn a_hub_list_shares_the_token_and_deregister_removes_the_node_everywhere(
 #[tokio::test]
 async fn a_token_stored_by_an_earlier_version_is_reused_without_enrolling() {
     let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
+    let hub = Hub::start(&[]);
     // Enroll as an earlier agent did and store its state the old way: STATE_DIR/push.token and
     // STATE_DIR/enrollment.json.
-    let enroll_token = std::fs::read_to_string(&hub.enroll_token_file).unwrap();
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/add_node", hub.url()))
-        .bearer_auth(enroll_token.trim())
-        .json(&serde_json::json!({ "node": "ha-5" }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let issued = body["token"].as_str().unwrap().to_string();
+    let issued = hub.enroll("ha-5", &[]).await;
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("push.token"), format!("{issued}\n")).unwrap();
     std::fs::write(
         state.join("enrollment.json"),
-        serde_json::json!({ "node": "ha-5", "hub": hub.url() }).to_string(),
+        serde_json::json!({ "node": "ha-5", "hub": hub.base_url() }).to_string(),
     )
     .unwrap();
 
     // No enrollment token at all: only the stored token can work.
     let state_arg = state.display().to_string();
-    let url = hub.url();
-    let mut agent = Agent::start(
-        &[
-            "--hub",
-            &url,
-            "--node",
-            "ha-5",
-            "--state-dir",
-            &state_arg,
-            "--interval",
-            "300ms",
-            "--collectors",
-            "",
-        ],
-        &tmp.path().join("agent.log"),
-    );
+    let url = hub.base_url();
+    let mut agent = Agent::start([
+        "--hub",
+        &url,
+        "--node",
+        "ha-5",
+        "--state-dir",
+        &state_arg,
+        "--interval",
+        "300ms",
+        "--collectors",
+        "",
+    ]);
     shows(&hub, "ha-5").await;
     let log = agent.log();
     assert!(log.contains("moved the stored push token"), "{log}");

@@ -11,29 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-mod support;
-
-use support::{agent_args, agent_bin, eventually, Hub};
-
-/// The path of `tool`, or `None` (the test skips, saying so) when it is missing and
-/// `FLEETGATE_ALLOW_SKIP=1`; a missing tool fails the test otherwise.
-fn require_tool(tool: &str) -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin").join(tool);
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("FLEETGATE_ALLOW_SKIP").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "SKIPPED: {} is not installed; FLEETGATE_ALLOW_SKIP=1",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "{} is required (scripts/test.sh installs it); FLEETGATE_ALLOW_SKIP=1 skips",
-        path.display()
-    );
-}
+use fleetgate_testkit::{command, eventually, require_tool, Agent, AgentArgs, Binary, Hub};
 
 /// A tinyproxy on a free loopback port, logging every request; killed on drop.
 struct Tinyproxy {
@@ -92,7 +70,7 @@ impl Tinyproxy {
 
     /// Requests for `path` on `hub` the proxy forwarded.
     fn requests(&self, hub: &Hub, path: &str) -> usize {
-        let want = format!("POST {}{path} HTTP/1.1", hub.url());
+        let want = format!("POST {} HTTP/1.1", hub.url(path));
         self.log().lines().filter(|l| l.contains(&want)).count()
     }
 }
@@ -109,59 +87,38 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// An agent process with exactly the proxy variables given; killed on drop.
-struct ProxiedAgent {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// An agent for `hub` with exactly the proxy variables in `env` and the flags `extra`; its
+/// state dir is `state/<node>`.
+fn proxied_agent(
+    hub: &Hub,
+    state: &tempfile::TempDir,
+    node: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Agent {
+    let args = AgentArgs::new(hub, node, &state.path().join(node)).with(extra.iter().copied());
+    let mut cmd = without_proxy_variables();
+    cmd.args(args.args()).envs(env.iter().copied());
+    Agent::spawn(cmd)
 }
 
-impl ProxiedAgent {
-    fn start(hub: &Hub, node: &str, env: &[(&str, &str)], extra: &[&str]) -> ProxiedAgent {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("agent.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let mut args = agent_args(hub, node, &dir.path().join("state"), "");
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut cmd = Command::new(agent_bin());
-        cmd.env("RUST_LOG", "info");
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-            "REQUEST_METHOD",
-        ] {
-            cmd.env_remove(var);
-        }
-        let child = cmd
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        ProxiedAgent {
-            child,
-            log,
-            _dir: dir,
-        }
+/// The agent's command with none of the proxy variables of the test's environment.
+fn without_proxy_variables() -> Command {
+    let mut cmd = command(Binary::Agent);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "REQUEST_METHOD",
+    ] {
+        cmd.env_remove(var);
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ProxiedAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    cmd
 }
 
 /// Accepted pushes of `node` as its agent counts them, from the hub's /metrics.
@@ -195,9 +152,15 @@ async fn pushes_go_through_the_proxy_the_environment_names_unless_no_proxy() {
     };
     let proxy = Tinyproxy::start(&bin, None);
     let dir = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&dir.path().join("hub"), "127.0.0.1:0").await;
+    let hub = Hub::start(&[]);
 
-    let via = ProxiedAgent::start(&hub, "via-proxy", &[("HTTP_PROXY", &proxy.url())], &[]);
+    let via = proxied_agent(
+        &hub,
+        &dir,
+        "via-proxy",
+        &[("HTTP_PROXY", &proxy.url())],
+        &[],
+    );
     wait_pushes(&hub, "via-proxy", 5.0).await;
     assert_eq!(proxy.requests(&hub, "/add_node"), 1, "{}", proxy.log());
     assert!(proxy.requests(&hub, "/push") >= 5, "{}", proxy.log());
@@ -210,8 +173,9 @@ async fn pushes_go_through_the_proxy_the_environment_names_unless_no_proxy() {
 
     // NO_PROXY naming the hub's address: direct, the proxy sees nothing more.
     let before = proxy.requests(&hub, "/push") + proxy.requests(&hub, "/add_node");
-    let _direct = ProxiedAgent::start(
+    let _direct = proxied_agent(
         &hub,
+        &dir,
         "direct",
         &[
             ("HTTP_PROXY", &proxy.url()),
@@ -231,13 +195,14 @@ async fn the_proxy_flag_wins_and_its_password_stays_secret() {
     };
     let proxy = Tinyproxy::start(&bin, Some(("fleet", "pr0xy-s3cret")));
     let dir = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&dir.path().join("hub"), "127.0.0.1:0").await;
+    let hub = Hub::start(&[]);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let with_auth = format!("http://fleet:pr0xy-s3cret@127.0.0.1:{}", proxy.port);
 
     // The environment names a proxy that is not there; the flag's is used.
-    let agent = ProxiedAgent::start(
+    let agent = proxied_agent(
         &hub,
+        &dir,
         "flagged",
         &[("HTTP_PROXY", &dead)],
         &["--proxy", &with_auth],
@@ -261,7 +226,7 @@ async fn the_proxy_flag_wins_and_its_password_stays_secret() {
         ("no-credentials", bare.as_str(), "407"),
         ("bad-credentials", wrong.as_str(), "refused the credentials"),
     ] {
-        let mut agent = ProxiedAgent::start(&hub, node, &[], &["--proxy", url]);
+        let mut agent = proxied_agent(&hub, &dir, node, &[], &["--proxy", url]);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !agent.log().contains(says) {
             assert!(
@@ -271,7 +236,7 @@ async fn the_proxy_flag_wins_and_its_password_stays_secret() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(agent.child.try_wait().unwrap().is_none(), "{}", agent.log());
+        assert!(agent.is_running(), "{}", agent.log());
         assert!(!agent.log().contains("wrong-password"), "{}", agent.log());
         assert!(!agent.log().contains("removed"), "{}", agent.log());
         assert_eq!(hub.node_state(node).await, None);
@@ -285,8 +250,8 @@ async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
     };
     let proxy = Tinyproxy::start(&bin, None);
     let dir = tempfile::tempdir().unwrap();
-    let hub_a = Hub::start(&dir.path().join("hub-a"), "127.0.0.1:0").await;
-    let hub_b = Hub::start(&dir.path().join("hub-b"), "127.0.0.1:0").await;
+    let hub_a = Hub::start(&[]);
+    let hub_b = Hub::start(&[]);
     let state = dir.path().join("state");
     let mut config = format!(
         "node = \"two-hubs\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\ncollectors = []\n",
@@ -295,24 +260,17 @@ async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
     for hub in [&hub_a, &hub_b] {
         config.push_str(&format!(
             "\n[[hubs]]\nurl = \"{}\"\nenroll_token_file = \"{}\"\n",
-            hub.url(),
-            hub.enroll_token_file.display()
+            hub.base_url(),
+            hub.enroll_token_file().display()
         ));
     }
     let config_path = dir.path().join("agent.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_arg = config_path.display().to_string();
 
-    let agent = KillOnDrop(
-        Command::new(agent_bin())
-            .args(["--config", &config_arg, "--proxy", &proxy.url()])
-            .env("RUST_LOG", "info")
-            .env_remove("FLEETGATE_HUB")
-            .env_remove("NO_PROXY")
-            .env_remove("no_proxy")
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = without_proxy_variables();
+    cmd.args(["--config", &config_arg, "--proxy", &proxy.url()]);
+    let agent = Agent::spawn(cmd);
     for hub in [&hub_a, &hub_b] {
         wait_pushes(hub, "two-hubs", 3.0).await;
         assert_eq!(proxy.requests(hub, "/add_node"), 1, "{}", proxy.log());
@@ -320,7 +278,7 @@ async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
     }
     drop(agent);
 
-    let out = Command::new(agent_bin())
+    let out = without_proxy_variables()
         .args([
             "deregister",
             "--config",
@@ -328,8 +286,6 @@ async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
             "--proxy",
             &proxy.url(),
         ])
-        .env("RUST_LOG", "info")
-        .env_remove("FLEETGATE_HUB")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -338,15 +294,5 @@ async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
     for hub in [&hub_a, &hub_b] {
         assert_eq!(proxy.requests(hub, "/remove_node"), 1, "{}", proxy.log());
         assert_eq!(hub.node_state("two-hubs").await.as_deref(), Some("removed"));
-    }
-}
-
-/// A child process killed (and reaped) on drop, also when an assertion fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

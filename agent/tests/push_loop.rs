@@ -1,22 +1,26 @@
 //! The push loop against a real `fleetgate-hub` process: enrollment, token reuse across agent
-//! restarts, hub restart and outage (recovery, flat memory), removal, SIGTERM, deregister.
+//! restarts, hub outage and restart (recovery, only the latest snapshot kept), removal,
+//! SIGTERM, deregister.
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use fleetgate_agent::enroll::StateDir;
-use support::{agent_args, eventually, refs, series_labels, value, Agent, Hub};
+use fleetgate_shared::{Bucket, Family, Label, Quantile, Series, Value};
+use fleetgate_testkit::exposition::{series_labels, serve, sum, value};
+use fleetgate_testkit::{command, eventually, Agent, AgentArgs, Binary, Hub};
 
 /// Where the agent keeps its push token for `hub`: `STATE_DIR/hubs/<name>/`.
 fn hub_state(state: &std::path::Path, hub: &Hub) -> std::path::PathBuf {
-    StateDir::for_hub(state, &hub.url()).path().to_path_buf()
+    StateDir::for_hub(state, &hub.base_url())
+        .path()
+        .to_path_buf()
 }
 
-/// Waits until the hub shows a snapshot of `node` whose `process_start_time_seconds` is
-/// `start` (when given) and returns that value: proof that a push of that agent process arrived.
+/// Waits until the hub shows a snapshot of `node` whose `process_start_time_seconds` is not
+/// `not_start` and returns it: proof that a push of a (new) agent process arrived.
 async fn pushed_by(hub: &Hub, node: &str, not_start: Option<f64>) -> f64 {
     eventually(Duration::from_secs(30), "a push from the agent", || async {
         let fams = hub.metrics().await;
@@ -33,12 +37,10 @@ async fn sent_bytes(hub: &Hub, node: &str) -> f64 {
 
 #[tokio::test]
 async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
-    let state = tmp.path().join("state");
-    let mut args = agent_args(&hub, "edge-1", &state, "");
-    args.extend(["--label".into(), "team=ml".into()]);
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent1.log"));
+    let hub = Hub::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let args = AgentArgs::new(&hub, "edge-1", state.path()).with(["--label", "team=ml"]);
+    let mut agent = Agent::start(args.args());
 
     let first_start = pushed_by(&hub, "edge-1", None).await;
     let fams = hub.metrics().await;
@@ -63,7 +65,7 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
     );
 
     use std::os::unix::fs::PermissionsExt;
-    let token_path = hub_state(&state, &hub).join("push.token");
+    let token_path = hub_state(state.path(), &hub).join("push.token");
     let token = std::fs::read_to_string(&token_path).unwrap();
     assert!(!token.trim().is_empty());
     assert_eq!(
@@ -71,22 +73,18 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
         0o600
     );
     let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(hub_state(&state, &hub).join("enrollment.json")).unwrap(),
+        &std::fs::read_to_string(hub_state(state.path(), &hub).join("enrollment.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(record["node"], "edge-1");
-    assert_eq!(record["hub"], hub.url());
+    assert_eq!(record["hub"], hub.base_url());
 
     let status = agent.terminate().await;
-    assert!(
-        status.success(),
-        "SIGTERM must exit 0, got {status:?}; log:\n{}",
-        agent.log()
-    );
+    assert!(status.success(), "SIGTERM must exit 0, got {status:?}");
     assert!(agent.log().contains("shutting down"));
 
     // Restarted: same token, no new enrollment, pushes accepted.
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent2.log"));
+    let mut agent = Agent::start(args.args());
     pushed_by(&hub, "edge-1", Some(first_start)).await;
     assert_eq!(
         std::fs::read_to_string(&token_path).unwrap(),
@@ -103,36 +101,131 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
     assert!(agent.terminate().await.success());
 }
 
-#[tokio::test]
-async fn survives_hub_outage_and_restart_with_flat_memory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub_dir = tmp.path().join("hub");
-    let mut hub = Hub::start(&hub_dir, "127.0.0.1:0").await;
-    let addr = hub.addr.clone();
-    let state = tmp.path().join("state");
-    let args = agent_args(&hub, "edge-2", &state, "");
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
-    pushed_by(&hub, "edge-2", None).await;
-    let token_path = hub_state(&state, &hub).join("push.token");
-    let token = std::fs::read_to_string(&token_path).unwrap();
+/// Series of the scrape target in the outage test: 20,000 series of two labels make one
+/// snapshot hold 6.4 MiB of heap in the agent (what [`snapshot_heap_bytes`] counts), far more
+/// than its heap's peak moves between cycles.
+const OUTAGE_SERIES: usize = 20_000;
 
-    // Hub down: the agent retries with backoff for a while (200 ms interval: 100 ms, then
-    // 200 ms steps).
-    hub.stop();
-    let rss_before = agent.rss_bytes();
-    let mut rss_max = rss_before;
-    for _ in 0..12 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            agent.is_running(),
-            "agent died while the hub was down:\n{}",
-            agent.log()
+/// A gauge family of `series` series, like a host with many disks would expose.
+fn outage_workload(series: usize) -> String {
+    let mut text = String::from(
+        "# HELP outage_workload_bytes A value per series.\n# TYPE outage_workload_bytes gauge\n",
+    );
+    for i in 0..series {
+        let _ = writeln!(
+            text,
+            "outage_workload_bytes{{disk=\"sd{}\",series=\"{i}\"}} {}",
+            i % 64,
+            i * 4096
         );
-        rss_max = rss_max.max(agent.rss_bytes());
     }
+    text
+}
+
+/// Heap bytes that one snapshot of `families` holds: the family and series vectors, the label
+/// vectors and every string, at their capacities. What keeping one more snapshot costs at least;
+/// the allocator adds its own overhead to each of these allocations.
+fn snapshot_heap_bytes(families: Vec<Family>) -> u64 {
+    let label = |l: &Label| l.name.capacity() + l.value.capacity();
+    let series = |s: &Series| {
+        let value = match &s.value {
+            Value::Scalar(_) => 0,
+            Value::Histogram(h) => h.buckets.capacity() * std::mem::size_of::<Bucket>(),
+            Value::Summary(q) => q.quantiles.capacity() * std::mem::size_of::<Quantile>(),
+        };
+        s.labels.capacity() * std::mem::size_of::<Label>()
+            + s.labels.iter().map(label).sum::<usize>()
+            + value
+    };
+    let family = |f: &Family| {
+        f.name.capacity()
+            + f.help.capacity()
+            + f.series.capacity() * std::mem::size_of::<Series>()
+            + f.series.iter().map(series).sum::<usize>()
+    };
+    (families.capacity() * std::mem::size_of::<Family>()
+        + families.iter().map(family).sum::<usize>()) as u64
+}
+
+/// The highest `RssAnon` of `agent` sampled every 50 ms for `window`; panics if it exits.
+async fn peak_anon(agent: &mut Agent, window: Duration) -> u64 {
+    let end = std::time::Instant::now() + window;
+    let mut peak = 0;
+    while std::time::Instant::now() < end {
+        assert!(agent.is_running(), "the agent exited");
+        peak = peak.max(agent.memory().anon);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peak
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_hub_outage_and_restart_keeping_only_the_latest_snapshot() {
+    let workload = outage_workload(OUTAGE_SERIES);
+    let snapshot = snapshot_heap_bytes(fleetgate_shared::text::parse(&workload).unwrap());
+    let target = serve(workload).await;
+    let mut hub = Hub::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let mut args = AgentArgs::new(&hub, "edge-2", state.path()).with(["--scrape-url", &target]);
+    // Long enough for a debug build to collect and push 20,000 series well within one interval:
+    // a push still in flight at the next collection holds the snapshot it sends.
+    args.interval = "1s".into();
+    let mut agent = Agent::start(args.args());
+    eventually(
+        Duration::from_secs(30),
+        "the workload on the hub",
+        || async {
+            let fams = hub.metrics().await;
+            let n = fams
+                .iter()
+                .find(|f| f.name == "outage_workload_bytes")
+                .map_or(0, |f| f.series.len());
+            (n == OUTAGE_SERIES).then_some(())
+        },
+    )
+    .await;
+    let token = std::fs::read_to_string(hub_state(state.path(), &hub).join("push.token")).unwrap();
+
+    // The agent's heap (RssAnon) in normal operation, sampled every 50 ms over two windows of
+    // 4 s after a few cycles: how far its peak moves on its own is the noise the outage is
+    // measured against. A snapshot lives on the heap; RssFile (the binary's pages) is left out
+    // because the kernel drops and reloads those under memory pressure from other processes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first = peak_anon(&mut agent, Duration::from_secs(4)).await;
+    let second = peak_anon(&mut agent, Duration::from_secs(4)).await;
+    let noise = first.abs_diff(second);
+    let before = first.max(second);
+
+    // Hub down for 8 s: the agent retries with backoff (1 s interval: 250 ms doubling up to
+    // one interval) and collects a new snapshot every interval, dropping the one it held before
+    // each collection.
+    hub.kill9();
+    let during = peak_anon(&mut agent, Duration::from_secs(8)).await;
+    let growth = during.saturating_sub(before);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "one snapshot {:.2} MiB; agent RssAnon peak {:.2} then {:.2} MiB in normal operation \
+         (noise {:.2} MiB), {:.2} MiB during the outage (growth {:.2} MiB)",
+        mib(snapshot),
+        mib(first),
+        mib(second),
+        mib(noise),
+        mib(during),
+        mib(growth)
+    );
+    // The bound: an agent that kept one snapshot more than the latest (the one it cannot push)
+    // would grow by a whole `snapshot` at its next collection; one that queued them would grow
+    // by that at every collection. Half a snapshot tells one kept snapshot from two, provided
+    // the peak moves by much less than that on its own, which the noise shows.
     assert!(
-        rss_max < rss_before + 20 * 1024 * 1024,
-        "RSS grew from {rss_before} to {rss_max} bytes during the outage"
+        noise < snapshot / 4,
+        "the agent's heap peak moved by {noise} bytes in normal operation, too close to one \
+         snapshot ({snapshot} bytes) for this test to tell one kept snapshot from two"
+    );
+    assert!(
+        growth < snapshot / 2,
+        "the agent's heap grew by {growth} bytes during the outage: more than half of one \
+         snapshot ({snapshot} bytes), so more than the latest snapshot was kept"
     );
     let log = agent.log();
     assert!(log.contains("push failed, retrying with backoff"), "{log}");
@@ -144,39 +237,45 @@ async fn survives_hub_outage_and_restart_with_flat_memory() {
     );
 
     // Hub back on the same address with the same data: the same token works again.
-    let hub = Hub::start(&hub_dir, &addr).await;
+    hub.restart();
     eventually(
         Duration::from_secs(30),
         "pushes after the hub came back",
         || async { (sent_bytes(&hub, "edge-2").await > 0.0).then_some(()) },
     )
     .await;
-    let fams = hub.metrics().await;
-    let failures: f64 = fams
-        .iter()
-        .filter(|f| f.name == "fleetgate_agent_push_failures_total")
-        .flat_map(|f| &f.series)
-        .filter_map(|s| match s.value {
-            fleetgate_shared::Value::Scalar(v) => Some(v),
-            _ => None,
-        })
-        .sum();
-    assert!(failures >= 1.0, "the outage shows in push_failures_total");
-    assert_eq!(std::fs::read_to_string(&token_path).unwrap(), token);
-    assert!(agent.log().contains("pushes are accepted again"));
+    let failures = sum(
+        &hub.metrics().await,
+        "fleetgate_agent_push_failures_total",
+        &[("node", "edge-2")],
+    );
+    assert!(
+        failures >= 3.0,
+        "{failures} failed attempts during the outage; the test needs several cycles"
+    );
+    assert_eq!(
+        std::fs::read_to_string(hub_state(state.path(), &hub).join("push.token")).unwrap(),
+        token
+    );
+    // The hub shows the push before the agent has read the answer and logged it.
+    eventually(Duration::from_secs(10), "the recovery logged", || {
+        let log = agent.log();
+        async move { log.contains("pushes are accepted again").then_some(()) }
+    })
+    .await;
     assert!(agent.terminate().await.success());
 }
 
 #[tokio::test]
 async fn removal_stops_pushing_without_reenrolling_and_a_restart_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
-    let state = tmp.path().join("state");
-    let args = agent_args(&hub, "edge-3", &state, "");
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
+    let hub = Hub::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let args = AgentArgs::new(&hub, "edge-3", state.path());
+    let mut agent = Agent::start(args.args());
     pushed_by(&hub, "edge-3", None).await;
 
-    hub.remove_node("edge-3").await;
+    let resp = hub.remove_node(&hub.admin_token(), "edge-3").await;
+    assert_eq!(resp.status(), 200);
     eventually(
         Duration::from_secs(20),
         "the agent to log why it stopped",
@@ -188,7 +287,7 @@ async fn removal_stops_pushing_without_reenrolling_and_a_restart_is_refused() {
     .await;
     // Several intervals later: still running, still removed, no second enrollment.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(agent.is_running(), "{}", agent.log());
+    assert!(agent.is_running());
     let log = agent.log();
     assert_eq!(log.matches("pushing stopped").count(), 1, "{log}");
     assert_eq!(
@@ -201,7 +300,7 @@ async fn removal_stops_pushing_without_reenrolling_and_a_restart_is_refused() {
 
     // Restarted with the revoked token: it tries the enrollment token, the hub refuses a
     // removed name without the admin token, and the agent says so and exits non-zero.
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent2.log"));
+    let mut agent = Agent::start(args.args());
     let status = agent.wait_exit(Duration::from_secs(30)).await;
     let log = agent.log();
     assert!(!status.success(), "{log}");
@@ -216,18 +315,15 @@ async fn removal_stops_pushing_without_reenrolling_and_a_restart_is_refused() {
 
 #[tokio::test]
 async fn deregister_removes_the_node_and_forgets_the_token() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
-    let state = tmp.path().join("state");
-    let args = agent_args(&hub, "edge-4", &state, "");
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
+    let hub = Hub::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(AgentArgs::new(&hub, "edge-4", state.path()).args());
     pushed_by(&hub, "edge-4", None).await;
     assert!(agent.terminate().await.success());
 
-    let out = std::process::Command::new(support::agent_bin())
+    let out = command(Binary::Agent)
         .args(["deregister", "--state-dir"])
-        .arg(&state)
-        .env("RUST_LOG", "info")
+        .arg(state.path())
         .output()
         .unwrap();
     assert!(
@@ -235,7 +331,7 @@ async fn deregister_removes_the_node_and_forgets_the_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!hub_state(&state, &hub).join("push.token").exists());
+    assert!(!hub_state(state.path(), &hub).join("push.token").exists());
     assert_eq!(hub.node_state("edge-4").await.as_deref(), Some("removed"));
     let fams = hub.metrics().await;
     assert!(value(&fams, "process_start_time_seconds", &[("node", "edge-4")]).is_none());

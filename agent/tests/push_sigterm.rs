@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use support::{agent_args, eventually, refs, value, Agent, Hub};
+use fleetgate_testkit::exposition::value;
+use fleetgate_testkit::{eventually, Agent, AgentArgs, Hub};
 
 /// How long the proxy holds the request it was asked to hold.
 const HOLD: Duration = Duration::from_secs(3);
@@ -74,13 +73,12 @@ impl HoldingProxy {
 
 #[tokio::test]
 async fn sigterm_during_a_push_finishes_it_then_exits_0() {
-    let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
-    let proxy = HoldingProxy::start(hub.addr.clone()).await;
-    let mut args = agent_args(&hub, "term-1", &tmp.path().join("state"), "");
-    let at = args.iter().position(|a| a == "--hub").unwrap();
-    args[at + 1] = format!("http://{}", proxy.addr);
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
+    let state = tempfile::tempdir().unwrap();
+    let hub = Hub::start(&[]);
+    let proxy = HoldingProxy::start(hub.addr().to_string()).await;
+    let mut args = AgentArgs::new(&hub, "term-1", state.path());
+    args.hub_url = format!("http://{}", proxy.addr);
+    let mut agent = Agent::start(args.args());
 
     let last_push = |fams: &[fleetgate_shared::Family]| {
         value(
@@ -101,19 +99,10 @@ async fn sigterm_during_a_push_finishes_it_then_exits_0() {
     })
     .await;
     let before = last_push(&hub.metrics().await).unwrap();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &agent.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = agent.wait_exit(Duration::from_secs(20)).await;
+    let status = agent.terminate().await;
     let exited = Instant::now();
 
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        agent.log()
-    );
+    assert!(status.success(), "exit status {status:?}");
     let (_, released) = proxy.held.lock().unwrap().unwrap();
     let released = released.expect("the proxy passed the held push on");
     assert!(

@@ -12,30 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-mod support;
-
 use fleetgate_shared::{Family, Value};
-use support::{agent_args, agent_bin, eventually, refs, Agent, Hub};
-
-/// The path of `tool`, or `None` (the test skips, saying so) when it is missing and
-/// `FLEETGATE_ALLOW_SKIP=1`; a missing tool fails the test otherwise.
-fn require_tool(tool: &str) -> Option<std::path::PathBuf> {
-    let path = std::path::PathBuf::from("/usr/bin").join(tool);
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("FLEETGATE_ALLOW_SKIP").is_ok_and(|v| v == "1") {
-        eprintln!(
-            "SKIPPED: {} is not installed; FLEETGATE_ALLOW_SKIP=1",
-            path.display()
-        );
-        return None;
-    }
-    panic!(
-        "{} is required (scripts/test.sh installs it); FLEETGATE_ALLOW_SKIP=1 skips",
-        path.display()
-    );
-}
+use fleetgate_testkit::{command, eventually, require_tool, Agent, AgentArgs, Binary, Hub};
 
 /// Files node_exporter 1.5 reads in a way that does not depend on timing: good ones of every
 /// type, ones it merges or reduces, and bad ones it skips whole.
@@ -196,8 +174,7 @@ async fn scrape(url: &str) -> Option<String> {
 }
 
 fn agent_once(dir: &Path, collectors: &str) -> String {
-    let out = Command::new(agent_bin())
-        .env_remove("FLEETGATE_TEXTFILE_DIR")
+    let out = command(Binary::Agent)
         .args([
             "--once",
             "--node",
@@ -294,14 +271,10 @@ async fn reads_textfiles_as_node_exporter_does() {
     assert_eq!(error(&ours), Some(Value::Scalar(0.0)));
 }
 
-async fn metrics_text(hub: &Hub) -> String {
-    scrape(&format!("{}/metrics", hub.url())).await.unwrap()
-}
-
 #[tokio::test]
 async fn textfiles_reach_the_hub_and_follow_rewrites_and_collected_families_win() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = Hub::start(&dir.path().join("hub"), "127.0.0.1:0").await;
+    let hub = Hub::start(&[]);
     let tf = dir.path().join("textfiles");
     std::fs::create_dir(&tf).unwrap();
     // node_load1 is the host collector's: the textfile's is dropped.
@@ -310,9 +283,10 @@ async fn textfiles_reach_the_hub_and_follow_rewrites_and_collected_families_win(
         "# TYPE job_done gauge\njob_done{job=\"a\"} 1\nnode_load1 12345\n",
     )
     .unwrap();
-    let mut args = agent_args(&hub, "tf-node", &dir.path().join("state"), "host");
-    args.extend(["--textfile-dir".to_string(), tf.display().to_string()]);
-    let agent = Agent::start(&refs(&args), &dir.path().join("agent.log"));
+    let mut args = AgentArgs::new(&hub, "tf-node", &dir.path().join("state"))
+        .with(["--textfile-dir".to_string(), tf.display().to_string()]);
+    args.collectors = "host".to_string();
+    let agent = Agent::start(args.args());
 
     let value = |text: &str, metric: &str| {
         text.lines()
@@ -321,7 +295,7 @@ async fn textfiles_reach_the_hub_and_follow_rewrites_and_collected_families_win(
             .map(str::to_string)
     };
     let text = eventually(Duration::from_secs(30), "job_done on /metrics", || async {
-        let text = metrics_text(&hub).await;
+        let text = hub.metrics_text().await;
         value(&text, "job_done{").map(|_| text)
     })
     .await;
@@ -348,7 +322,7 @@ async fn textfiles_reach_the_hub_and_follow_rewrites_and_collected_families_win(
         Duration::from_secs(30),
         "job_done 2 on /metrics",
         || async {
-            (value(&metrics_text(&hub).await, "job_done{").as_deref() == Some("2")).then_some(())
+            (value(&hub.metrics_text().await, "job_done{").as_deref() == Some("2")).then_some(())
         },
     )
     .await;
@@ -358,7 +332,7 @@ async fn textfiles_reach_the_hub_and_follow_rewrites_and_collected_families_win(
         Duration::from_secs(30),
         "node_textfile_scrape_error 1",
         || async {
-            let text = metrics_text(&hub).await;
+            let text = hub.metrics_text().await;
             (value(&text, "node_textfile_scrape_error{").as_deref() == Some("1")
                 && value(&text, "job_done{").as_deref() == Some("2"))
             .then_some(())

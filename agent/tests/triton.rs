@@ -1,11 +1,9 @@
 //! Triton through the agent to the hub, all real: a Triton Inference Server started through
-//! PyTriton (the repository's `.venv`, `tests/fixtures/triton_server.py`) serving a trivial model, a
-//! `fleetgate-hub` process and the agent forwarding Triton's families unchanged. Beside it, a
-//! target serving malformed text and one that never answers are counted and skipped.
+//! PyTriton (the venv of `scripts/requirements-test.txt`, `tests/triton/serve.py`) serving a
+//! trivial model, a `fleetgate-hub` process and the agent forwarding Triton's families unchanged.
+//! Beside it, a target serving malformed text and one that never answers are counted and skipped.
 
 #![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetgate_shared::MetricType;
-use support::{agent_args, eventually, refs, value, Agent, Hub};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use fleetgate_testkit::exposition::{serve, value};
+use fleetgate_testkit::{eventually, require, Agent, AgentArgs, Hub};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 fn repo_root() -> PathBuf {
@@ -24,28 +23,29 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The venv's python when it can import pytriton; `None` (after a loud message) otherwise,
-/// and a failure under CI.
-fn python_with_pytriton() -> Option<PathBuf> {
-    let python = std::env::var_os("FLEETGATE_TEST_PYTHON")
+/// The python of `$FLEETGATE_VENV` (scripts/test.sh sets it) or of the repository's `.venv`,
+/// when it can import pytriton.
+fn python_with_pytriton() -> Result<PathBuf, String> {
+    let venv = std::env::var_os("FLEETGATE_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-    let ok = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import pytriton, numpy"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if ok {
-        return Some(python);
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        return Err(format!("no {}", python.display()));
     }
-    let msg = format!(
-        "{} with pytriton (PyPI nvidia-pytriton) is required for the Triton test",
-        python.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    None
+    let ok = Command::new(&python)
+        .args(["-c", "import pytriton, numpy"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} cannot import pytriton (PyPI nvidia-pytriton, scripts/requirements-test.txt)",
+            python.display()
+        ))
+    }
 }
 
 fn free_port() -> u16 {
@@ -66,27 +66,12 @@ struct Triton {
 
 impl Triton {
     async fn start(python: &Path, dir: &Path) -> Triton {
-        // pyenv's python links libpython from its LIBDIR, which Triton's Python backend stub
-        // cannot find without help.
-        let libdir = Command::new(python)
-            .args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')",
-            ])
-            .output()
-            .unwrap();
-        let libdir = String::from_utf8(libdir.stdout).unwrap().trim().to_string();
-        let ld_path = match std::env::var("LD_LIBRARY_PATH") {
-            Ok(old) if !old.is_empty() => format!("{libdir}:{old}"),
-            _ => libdir,
-        };
         let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
         let log = dir.join("triton.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(python)
-            .arg(repo_root().join("agent/tests/fixtures/triton_server.py"))
+            .arg(repo_root().join("tests/triton/serve.py"))
             .args([http_port, grpc_port, metrics_port].map(|p| p.to_string()))
-            .env("LD_LIBRARY_PATH", ld_path)
             .env("HOME", dir)
             .current_dir(dir)
             .stdout(out.try_clone().unwrap())
@@ -119,7 +104,7 @@ impl Triton {
 
     async fn infer(&self, http: &reqwest::Client) {
         let body = serde_json::json!({
-            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1.0, 2.0, 3.0]}]
+            "inputs": [{"name": "data", "datatype": "FP32", "shape": [1, 3], "data": [1.0, 2.0, 3.0]}]
         });
         let resp = http
             .post(format!(
@@ -165,29 +150,6 @@ impl Drop for Triton {
     }
 }
 
-/// Serves `body` as a 200 text/plain response to every request.
-async fn serve_malformed() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let body =
-                    "# TYPE broken counter\nbroken{label=\"unterminated} 1\n<html>oops</html>\n";
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}/metrics")
-}
-
 /// Accepts connections and never answers.
 async fn serve_hanging() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,7 +171,7 @@ async fn serve_hanging() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triton_counters_reach_the_hub_unchanged_and_bad_targets_are_skipped() {
-    let Some(python) = python_with_pytriton() else {
+    let Some(python) = require("Python with PyTriton", python_with_pytriton()) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -242,21 +204,23 @@ async fn triton_counters_reach_the_hub_unchanged_and_bad_targets_are_skipped() {
         .unwrap();
     assert_eq!(triton_family.kind, MetricType::Counter);
 
-    let malformed = serve_malformed().await;
+    let malformed =
+        serve("# TYPE broken counter\nbroken{label=\"unterminated} 1\n<html>oops</html>\n".into())
+            .await;
     let hanging = serve_hanging().await;
-    let hub = Hub::start(&tmp.path().join("hub"), "127.0.0.1:0").await;
-    let mut args = agent_args(&hub, "gpu-box", &tmp.path().join("state"), "triton");
-    args.extend([
-        "--scrape-timeout".into(),
-        "1s".into(),
-        "--triton-url".into(),
+    let hub = Hub::start(&[]);
+    let mut args = AgentArgs::new(&hub, "gpu-box", &tmp.path().join("state")).with([
+        "--scrape-timeout".to_string(),
+        "1s".to_string(),
+        "--triton-url".to_string(),
         triton.metrics_url(),
-        "--scrape-url".into(),
+        "--scrape-url".to_string(),
         malformed.clone(),
-        "--scrape-url".into(),
+        "--scrape-url".to_string(),
         hanging.clone(),
     ]);
-    let mut agent = Agent::start(&refs(&args), &tmp.path().join("agent.log"));
+    args.collectors = "triton".into();
+    let mut agent = Agent::start(args.args());
 
     let node = [("node", "gpu-box")];
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -283,9 +247,7 @@ async fn triton_counters_reach_the_hub_unchanged_and_bad_targets_are_skipped() {
         if Instant::now() > deadline {
             let names: Vec<_> = fams.iter().map(|f| f.name.as_str()).collect();
             panic!(
-                "Triton's counter ({forwarded:?}) or the scrape failures (parse {parse:?}, timeout {timeout:?}) did not reach the hub\nhub families: {names:?}\nagent log:\n{}\nhub log:\n{}",
-                agent.log(),
-                hub.log()
+                "Triton's counter ({forwarded:?}) or the scrape failures (parse {parse:?}, timeout {timeout:?}) did not reach the hub\nhub families: {names:?}"
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

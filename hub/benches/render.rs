@@ -1,5 +1,6 @@
 //! Rendering `/metrics` for 1,000 nodes × 1,000 series (1M series), plus the memory the store
-//! holds per series.
+//! holds per series: nodes of one kind (sharing their family blocks), and nodes that share
+//! nothing (a label unique to the node on every series).
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,18 +10,31 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fleetgate_hub::exposition::{render_exposition, ExpositionWriter, NodeLine, CHUNK_BYTES};
 use workload::*;
 
-fn render_bench(c: &mut Criterion) {
-    let before = rss_bytes();
-    let store = filled_store();
-    let after = rss_bytes();
+/// Fills a store with `snapshot`s and reports what it holds per series.
+fn measured(
+    what: &str,
+    snapshot: fn(usize, u64) -> fleetgate_shared::Snapshot,
+) -> std::sync::Arc<fleetgate_hub::Store> {
     let series = NODES * SERIES_PER_NODE;
+    let before = rss_bytes();
+    let store = filled_store_with(snapshot);
+    let after = rss_bytes();
     eprintln!(
-        "store: {} accounted bytes = {:.1} B/series; process RSS grew {} bytes = {:.1} B/series",
+        "store, {what}: {} blocks, {} accounted bytes = {:.1} B/series; process RSS grew {} bytes = {:.1} B/series",
+        store.blocks(),
         store.stored_bytes(),
         store.stored_bytes() as f64 / series as f64,
         after.saturating_sub(before),
         after.saturating_sub(before) as f64 / series as f64
     );
+    store
+}
+
+fn render_bench(c: &mut Criterion) {
+    // Both kept until the end, so neither's growth reuses memory the other freed.
+    let store = measured("one kind of node", node_snapshot);
+    let unshared = measured("nothing shared", node_snapshot_unshared);
+    let mut out = Vec::new();
     let lines: Vec<NodeLine> = (0..NODES)
         .map(|i| NodeLine {
             labels: node_labels(i),
@@ -29,9 +43,22 @@ fn render_bench(c: &mut Criterion) {
             series: SERIES_PER_NODE,
         })
         .collect();
-    let mut out = Vec::new();
-    render_exposition(&store.view(), &lines, &mut out);
-    eprintln!("exposition: {} bytes", out.len());
+    // On-CPU time per render, which a busy machine does not inflate as it does wall time.
+    for (what, s) in [("one kind of node", &store), ("nothing shared", &unshared)] {
+        let started = cpu_time();
+        for _ in 0..5 {
+            out.clear();
+            render_exposition(&s.view(), &lines, &mut out);
+        }
+        let each = (cpu_time() - started) / 5;
+        eprintln!(
+            "exposition, {what}: {} bytes; {:.1} ms on-CPU per render = {:.1} M series/s",
+            out.len(),
+            each.as_secs_f64() * 1e3,
+            (NODES * SERIES_PER_NODE) as f64 / each.as_secs_f64() / 1e6
+        );
+    }
+    let series = NODES * SERIES_PER_NODE;
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(series as u64));
     group.sample_size(10);
@@ -39,6 +66,13 @@ fn render_bench(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             render_exposition(&store.view(), &lines, &mut out);
+            out.len()
+        })
+    });
+    group.bench_function("exposition_unshared_1000_nodes_x_1000_series", |b| {
+        b.iter(|| {
+            out.clear();
+            render_exposition(&unshared.view(), &lines, &mut out);
             out.len()
         })
     });

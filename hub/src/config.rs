@@ -84,6 +84,36 @@ pub struct Args {
     /// Longest label value in bytes [default: 2048].
     #[arg(long, env = "FLEETGATE_MAX_LABEL_VALUE_LEN")]
     pub max_label_value_len: Option<usize>,
+    /// Open connections at most; more are closed at once [default: 16384].
+    #[arg(long, env = "FLEETGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A connection that has not sent a complete request head for this long (idle keep-alive
+    /// included) is closed, e.g. `30s` [default: 30s].
+    #[arg(long, env = "FLEETGATE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// A request not answered within this time, body upload included, gets 408 [default: 60s].
+    #[arg(long, env = "FLEETGATE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Pushes read and waiting for ingest at most; beyond, 429 with Retry-After [default: 256].
+    #[arg(long, env = "FLEETGATE_MAX_PENDING_PUSHES")]
+    pub max_pending_pushes: Option<usize>,
+    /// Failed authentications one source address may make at once before it gets 429 [default: 20].
+    #[arg(long, env = "FLEETGATE_AUTH_FAILURE_BURST")]
+    pub auth_failure_burst: Option<u32>,
+    /// Failed authentications per second a source address regains, e.g. `0.5` [default: 1].
+    #[arg(long, env = "FLEETGATE_AUTH_FAILURE_RATE")]
+    pub auth_failure_rate: Option<f64>,
+    /// Token that scrapes of /metrics must present (bearer, or as the basic-auth password);
+    /// prefer the env variable or --metrics-token-file [default: /metrics is open].
+    #[arg(long, env = "FLEETGATE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// File holding the /metrics token.
+    #[arg(long, env = "FLEETGATE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// PEM CA certificate(s): pushes, enrollments and a node's own removal need a client
+    /// certificate signed by one of them (mutual TLS; needs --tls-cert and --tls-key).
+    #[arg(long, env = "FLEETGATE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// What `fleetgate-hub` does instead of serving.
@@ -112,10 +142,18 @@ struct FileConfig {
     max_series_per_node: Option<usize>,
     max_labels_per_series: Option<usize>,
     max_label_value_len: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_pending_pushes: Option<usize>,
+    auth_failure_burst: Option<u32>,
+    auth_failure_rate: Option<f64>,
+    metrics_token_file: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Keys a TOML file may not hold: they are secrets, which go in files of their own.
-const SECRET_KEYS: [&str; 2] = ["admin_token", "enroll_token"];
+const SECRET_KEYS: [&str; 3] = ["admin_token", "enroll_token", "metrics_token"];
 
 /// The hub's settings: TOML key, flag and environment variable of each.
 mod keys {
@@ -169,6 +207,51 @@ mod keys {
         "--max-label-value-len",
         "FLEETGATE_MAX_LABEL_VALUE_LEN",
     );
+    pub const MAX_CONNECTIONS: Key = Key::new(
+        "max_connections",
+        "--max-connections",
+        "FLEETGATE_MAX_CONNECTIONS",
+    );
+    pub const HEADER_READ_TIMEOUT: Key = Key::new(
+        "header_read_timeout",
+        "--header-read-timeout",
+        "FLEETGATE_HEADER_READ_TIMEOUT",
+    );
+    pub const REQUEST_TIMEOUT: Key = Key::new(
+        "request_timeout",
+        "--request-timeout",
+        "FLEETGATE_REQUEST_TIMEOUT",
+    );
+    pub const MAX_PENDING_PUSHES: Key = Key::new(
+        "max_pending_pushes",
+        "--max-pending-pushes",
+        "FLEETGATE_MAX_PENDING_PUSHES",
+    );
+    pub const AUTH_FAILURE_BURST: Key = Key::new(
+        "auth_failure_burst",
+        "--auth-failure-burst",
+        "FLEETGATE_AUTH_FAILURE_BURST",
+    );
+    pub const AUTH_FAILURE_RATE: Key = Key::new(
+        "auth_failure_rate",
+        "--auth-failure-rate",
+        "FLEETGATE_AUTH_FAILURE_RATE",
+    );
+    pub const METRICS_TOKEN: Key = Key::new(
+        "metrics_token",
+        "--metrics-token",
+        "FLEETGATE_METRICS_TOKEN",
+    );
+    pub const METRICS_TOKEN_FILE: Key = Key::new(
+        "metrics_token_file",
+        "--metrics-token-file",
+        "FLEETGATE_METRICS_TOKEN_FILE",
+    );
+    pub const TLS_CLIENT_CA: Key = Key::new(
+        "tls_client_ca",
+        "--tls-client-ca",
+        "FLEETGATE_TLS_CLIENT_CA",
+    );
 }
 
 /// Where a token comes from.
@@ -207,6 +290,37 @@ impl Default for Limits {
     }
 }
 
+/// What the hub does about clients that hold connections open, trickle, flood or guess tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Protection {
+    /// Open connections at most; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Time a connection gets to send a complete request head, counted from the end of the
+    /// previous response on a keep-alive connection: slowloris and idle connections end here.
+    pub header_read_timeout: Duration,
+    /// Time a request gets from its head to its answer, body upload included (408 beyond).
+    pub request_timeout: Duration,
+    /// Pushes read and waiting for (or in) ingest at most; one more is answered 429.
+    pub max_pending_pushes: usize,
+    /// Failed authentications a source address may make in a row before it gets 429.
+    pub auth_failure_burst: u32,
+    /// Failed authentications per second a source address regains.
+    pub auth_failure_rate: f64,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Protection {
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_pending_pushes: 256,
+            auth_failure_burst: 20,
+            auth_failure_rate: 1.0,
+        }
+    }
+}
+
 /// The validated configuration the hub runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -220,6 +334,12 @@ pub struct Config {
     pub enroll_token: TokenSource,
     /// TLS certificate and key (PEM), both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA certificates (PEM) that sign the client certificates nodes must present (needs `tls`).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Token scrapes of `/metrics` must present; `None` leaves `/metrics` open.
+    pub metrics_token: Option<Secret>,
+    /// Connection, timeout, overload and authentication-failure limits.
+    pub protection: Protection,
     /// Name of the label set to the node name, Prometheus-style `instance`.
     pub instance_label: String,
     /// Name of the second label set to the node name.
@@ -239,6 +359,9 @@ impl Config {
             admin_token: TokenSource::Generated,
             enroll_token: TokenSource::Generated,
             tls: None,
+            tls_client_ca: None,
+            metrics_token: None,
+            protection: Protection::default(),
             instance_label: "instance".to_string(),
             node_label: "node".to_string(),
             stale_after: None,
@@ -308,6 +431,89 @@ impl Config {
             (Some(cert), None) => return Err(cert.invalid("is set but tls_key (--tls-key) is not")),
             (None, Some(key)) => return Err(key.invalid("is set but tls_cert (--tls-cert) is not")),
         };
+        if let Some(ca) = layers.pick(keys::TLS_CLIENT_CA, args.tls_client_ca, file.tls_client_ca) {
+            if c.tls.is_none() {
+                return Err(ca.invalid(
+                    "client certificates need TLS: set tls_cert and tls_key (--tls-cert, --tls-key) too",
+                ));
+            }
+            c.tls_client_ca = Some(ca.value);
+        }
+        c.metrics_token = layers.secret(
+            keys::METRICS_TOKEN,
+            args.metrics_token,
+            keys::METRICS_TOKEN_FILE,
+            args.metrics_token_file,
+            file.metrics_token_file,
+        )?;
+        let p = &mut c.protection;
+        if let Some(n) = layers.pick(
+            keys::MAX_CONNECTIONS,
+            args.max_connections,
+            file.max_connections,
+        ) {
+            if n.value == 0 {
+                return Err(n.invalid("must be greater than zero"));
+            }
+            p.max_connections = n.value;
+        }
+        for (key, flag, in_file, slot) in [
+            (
+                keys::HEADER_READ_TIMEOUT,
+                args.header_read_timeout,
+                file.header_read_timeout,
+                &mut p.header_read_timeout,
+            ),
+            (
+                keys::REQUEST_TIMEOUT,
+                args.request_timeout,
+                file.request_timeout,
+                &mut p.request_timeout,
+            ),
+        ] {
+            if let Some(given) = layers.pick(key, flag, in_file) {
+                let d = given.duration()?;
+                if d < Duration::from_millis(100) {
+                    return Err(
+                        given.invalid(format!("{:?} is too short (at least 100ms)", given.value))
+                    );
+                }
+                *slot = d;
+            }
+        }
+        if let Some(n) = layers.pick(
+            keys::MAX_PENDING_PUSHES,
+            args.max_pending_pushes,
+            file.max_pending_pushes,
+        ) {
+            if n.value == 0 {
+                return Err(n.invalid("must be greater than zero"));
+            }
+            p.max_pending_pushes = n.value;
+        }
+        if let Some(n) = layers.pick(
+            keys::AUTH_FAILURE_BURST,
+            args.auth_failure_burst,
+            file.auth_failure_burst,
+        ) {
+            if n.value == 0 {
+                return Err(n.invalid("must be greater than zero"));
+            }
+            p.auth_failure_burst = n.value;
+        }
+        if let Some(r) = layers.pick(
+            keys::AUTH_FAILURE_RATE,
+            args.auth_failure_rate,
+            file.auth_failure_rate,
+        ) {
+            if !(r.value.is_finite() && r.value > 0.0) {
+                return Err(r.invalid(format!(
+                    "{} is not a positive number of failures per second",
+                    r.value
+                )));
+            }
+            p.auth_failure_rate = r.value;
+        }
         for (key, flag, in_file, slot) in [
             (
                 keys::INSTANCE_LABEL,
@@ -412,6 +618,36 @@ impl Config {
         }
         if self.stale_after == Some(Duration::ZERO) {
             return bad(keys::STALE_AFTER, "must be greater than zero".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls.is_none() {
+            return bad(
+                keys::TLS_CLIENT_CA,
+                "client certificates need TLS: set tls_cert and tls_key too".into(),
+            );
+        }
+        let p = &self.protection;
+        for (key, v) in [
+            (keys::MAX_CONNECTIONS, p.max_connections),
+            (keys::MAX_PENDING_PUSHES, p.max_pending_pushes),
+            (keys::AUTH_FAILURE_BURST, p.auth_failure_burst as usize),
+        ] {
+            if v == 0 {
+                return bad(key, "must be greater than zero".into());
+            }
+        }
+        for (key, d) in [
+            (keys::HEADER_READ_TIMEOUT, p.header_read_timeout),
+            (keys::REQUEST_TIMEOUT, p.request_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return bad(key, "must be at least 100ms".into());
+            }
+        }
+        if !(p.auth_failure_rate.is_finite() && p.auth_failure_rate > 0.0) {
+            return bad(
+                keys::AUTH_FAILURE_RATE,
+                "must be a positive number of failures per second".into(),
+            );
         }
         let l = &self.limits;
         for (key, v) in [

@@ -33,6 +33,18 @@ pub enum ApiError {
     /// 422: parsed, but the data breaks a rule; names the first offender.
     #[error("{0}")]
     Unprocessable(String),
+    /// 429: come back after `retry_after` (ingest saturated, or too many failed
+    /// authentications from this source).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What the client is told.
+        message: String,
+        /// Sent as `Retry-After` (whole seconds, at least 1).
+        retry_after: std::time::Duration,
+    },
+    /// 503: the hub cannot do this now (its data directory cannot be written); names why.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: the hub failed; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -50,6 +62,8 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,6 +73,12 @@ impl From<fleetgate_shared::WireError> for ApiError {
     fn from(e: fleetgate_shared::WireError) -> Self {
         match e {
             fleetgate_shared::WireError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+            // A newer agent: 415 tells it to fall back to a format this hub reads.
+            fleetgate_shared::WireError::UnsupportedVersion { .. } => {
+                ApiError::UnsupportedMediaType(format!(
+                    "{e}; push text/plain or an older version of this format"
+                ))
+            }
             e => ApiError::BadRequest(e.to_string()),
         }
     }
@@ -71,7 +91,28 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => tracing::error!(%detail, "request failed"),
             other => tracing::debug!(status = status.as_u16(), error = %other, "request refused"),
         }
-        (status, format!("{self}\n")).into_response()
+        let mut resp = (status, format!("{self}\n")).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
+    }
+}
+
+/// Why a write to the data directory failed, in words a client may see (the OS error and the
+/// path go to the log): the two causes an operator can fix get their name.
+pub fn storage_problem(e: &std::io::Error) -> Option<&'static str> {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            Some("the hub's data directory is full")
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => Some("the hub's data directory is read-only"),
+        std::io::ErrorKind::PermissionDenied => {
+            Some("the hub may not write its data directory (permission denied)")
+        }
+        _ => None,
     }
 }
 

@@ -5,9 +5,13 @@
 
 use fleetgate_shared::text::{write_help_type, write_series};
 use fleetgate_shared::{MetricType, Series, Value};
+use memchr::memchr;
 
 use crate::labels::NodeLabels;
-use crate::store::{NodeSnapshot, StoredFamily, View};
+use crate::prepare::SPLICE;
+use crate::store::blocks::FamilyBlock;
+use crate::store::{NodeSnapshot, View};
+use std::sync::Arc;
 
 /// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
 /// vanishes, small enough that a scrape holds a few MiB at most.
@@ -28,28 +32,125 @@ pub struct NodeLine {
 
 /// Writes the exposition of one consistent [`View`] piece by piece.
 ///
-/// Each node's families are sorted by name and `view.family_names` is a sorted superset of
+/// Each node's families are sorted by name and `view.families` is a sorted superset of
 /// them, so one pass with a cursor per node emits every family exactly once; the cost is
-/// copying the stored bytes plus one name comparison per (family name, node). The position
-/// (family, node) is kept between calls, so a caller can drain the output in chunks.
+/// copying the stored bytes plus, per (family name, node), a comparison of the name's address
+/// with the one the node's cursor holds (blocks and the family index share one allocation per
+/// name). The position (family, node) is kept between calls, so a caller can drain the output
+/// in chunks.
 #[derive(Debug)]
 pub struct ExpositionWriter<'a> {
-    /// The snapshots to render, taken once so every chunk belongs to the same exposition.
+    /// The families to render, taken once so every chunk belongs to the same exposition.
     view: &'a View,
     /// The synthetic per-node series, written after the families.
     nodes: &'a [NodeLine],
-    /// Index into `view.family_names` of the family being written.
+    /// Index into `view.families` of the family being written.
     family: usize,
-    /// Index into `view.nodes` of the next node to write within that family.
+    /// Index into `cursors` of the next node to write within that family.
     node: usize,
-    /// Per node, its next family not yet written.
-    cursors: Vec<usize>,
+    /// Per node, in node order, what rendering it needs, kept side by side so that walking the
+    /// nodes for each family touches one small array rather than every node's snapshot.
+    cursors: Vec<Cursor<'a>>,
     /// Whether the HELP/TYPE of the current family is out.
     header_written: bool,
     /// Whether everything, the synthetic series included, is written.
     done: bool,
     /// Scratch for HELP/TYPE lines.
     head: String,
+    /// Where the lines of the block rendered last are split, kept while the next nodes share
+    /// that block: nodes of one kind share most blocks, so each is scanned about once per
+    /// render instead of once per node.
+    lines: LineOffsets,
+}
+
+/// One node's place in the render.
+#[derive(Debug)]
+struct Cursor<'a> {
+    /// Its exposed families' blocks, sorted by name.
+    families: &'a [Arc<FamilyBlock>],
+    /// Its values, and where each family's start.
+    values: &'a [u8],
+    /// Per family, where its values start in `values`.
+    value_starts: &'a [u32],
+    /// Its labels, spliced into every line.
+    labels: &'a [u8],
+    /// Its next family not yet written.
+    next: usize,
+    /// That family's name, or `None` when every family is written.
+    next_name: Option<&'a Arc<str>>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(node: &'a NodeSnapshot) -> Self {
+        let families = node.layout.families();
+        Cursor {
+            families,
+            values: node.values.as_bytes(),
+            value_starts: &node.value_starts,
+            labels: node.layout.node_labels.as_bytes(),
+            next: 0,
+            next_name: families.first().map(|b| b.name()),
+        }
+    }
+
+    fn advance(&mut self) {
+        self.next += 1;
+        self.next_name = self.families.get(self.next).map(|b| b.name());
+    }
+
+    /// Whether its next family is `name`, skipping (defensively) any it has that the name
+    /// list lacks.
+    fn is_at(&mut self, name: &Arc<str>) -> bool {
+        loop {
+            let Some(next) = self.next_name else {
+                return false;
+            };
+            if Arc::ptr_eq(next, name) {
+                return true;
+            }
+            match (**next).cmp(&**name) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Greater => return false,
+                std::cmp::Ordering::Less => self.advance(),
+            }
+        }
+    }
+}
+
+/// Per line of one block: where its splice marker and its end are in the block's text.
+#[derive(Debug, Default)]
+struct LineOffsets {
+    /// The block they belong to (its address: the view keeps every block alive while it is
+    /// rendered, so no other block can take that address meanwhile).
+    block: usize,
+    /// `(marker, newline)` per line.
+    at: Vec<(u32, u32)>,
+}
+
+impl LineOffsets {
+    /// Scans `text`'s lines; `false` when a line has no marker or no end (never, for text
+    /// `prepare` wrote).
+    fn scan(&mut self, block: usize, text: &[u8]) -> bool {
+        self.block = block;
+        self.at.clear();
+        let mut start = 0;
+        while start < text.len() {
+            let line = &text[start..];
+            let (Some(marker), Some(end)) = (memchr(SPLICE, line), memchr(b'\n', line)) else {
+                self.block = 0;
+                return false;
+            };
+            if marker > end {
+                self.block = 0;
+                return false;
+            }
+            // A text under 4 GiB (`prepare` checks), so its offsets fit.
+            self.at
+                .push(((start + marker) as u32, (start + end) as u32));
+            start += end + 1;
+        }
+        true
+    }
 }
 
 impl<'a> ExpositionWriter<'a> {
@@ -60,10 +161,11 @@ impl<'a> ExpositionWriter<'a> {
             nodes,
             family: 0,
             node: 0,
-            cursors: vec![0; view.nodes.len()],
+            cursors: view.nodes.iter().map(|n| Cursor::new(n)).collect(),
             header_written: false,
             done: false,
             head: String::with_capacity(256),
+            lines: LineOffsets::default(),
         }
     }
 
@@ -72,31 +174,32 @@ impl<'a> ExpositionWriter<'a> {
     /// Returns `false` once the whole exposition has been written.
     pub fn fill(&mut self, out: &mut Vec<u8>, target: usize) -> bool {
         let view = self.view;
-        while self.family < view.family_names.len() {
-            let name = &view.family_names[self.family];
-            while self.node < view.nodes.len() {
+        while let Some(family) = view.families.get(self.family) {
+            while let Some(cursor) = self.cursors.get_mut(self.node) {
                 if out.len() >= target {
                     return true;
                 }
-                let node = &view.nodes[self.node];
-                let cursor = &mut self.cursors[self.node];
                 self.node += 1;
-                let families = &node.families;
-                // Defensive: skip anything not in the name list rather than stall the cursor.
-                while *cursor < families.len() && *families[*cursor].name < **name {
-                    *cursor += 1;
-                }
-                let Some(f) = families.get(*cursor).filter(|f| *f.name == **name) else {
+                if !cursor.is_at(&family.name) {
                     continue;
-                };
+                }
                 if !self.header_written {
                     self.head.clear();
-                    write_help_type(&mut self.head, name, &f.help, f.kind);
+                    write_help_type(&mut self.head, &family.name, &family.help, family.kind);
                     out.extend_from_slice(self.head.as_bytes());
                     self.header_written = true;
                 }
-                write_family(node, f, out);
-                *cursor += 1;
+                if let Some(block) = cursor.families.get(cursor.next) {
+                    let key = Arc::as_ptr(block) as usize;
+                    if self.lines.block == key || self.lines.scan(key, block.text()) {
+                        let start = cursor.value_starts.get(cursor.next).copied();
+                        let values = start
+                            .and_then(|s| cursor.values.get(s as usize..))
+                            .unwrap_or_default();
+                        write_lines(block.text(), &self.lines.at, values, cursor.labels, out);
+                    }
+                }
+                cursor.advance();
             }
             self.family += 1;
             self.node = 0;
@@ -110,58 +213,59 @@ impl<'a> ExpositionWriter<'a> {
     }
 }
 
-/// Appends the exposition lines of one family of `snapshot`, node labels spliced in, to `out`.
-pub fn write_family(snapshot: &NodeSnapshot, family: &StoredFamily, out: &mut Vec<u8>) {
-    let splices = snapshot.splices.get(family.lines.clone()).unwrap_or(&[]);
-    splice_lines(
-        &snapshot.text,
-        family.range.start,
-        splices,
-        &snapshot.node_labels,
-        out,
-    );
+/// Appends every line of the skeleton `text` (see [`crate::prepare::Prepared::text`]) with
+/// `node_labels` put in at its [`SPLICE`] byte and the next value of `values` (each ending
+/// in `\n`) after it: the exposition lines as [`fleetgate_shared::text::write_series`] writes
+/// them with the node labels as `extra`.
+pub fn splice_lines(text: &[u8], values: &[u8], node_labels: &[u8], out: &mut Vec<u8>) {
+    let mut lines = LineOffsets::default();
+    if lines.scan(1, text) {
+        write_lines(text, &lines.at, values, node_labels, out);
+    }
 }
 
-/// Appends the lines `text[start..]` whose splice points are `splices` (absolute offsets in
-/// `text`) with `node_labels` put in at each one: the exposition lines as
-/// [`fleetgate_shared::text::write_series`] writes them with the node labels as `extra`.
-pub fn splice_lines(
-    text: &str,
-    mut start: usize,
-    splices: &[u32],
-    node_labels: &str,
+/// [`splice_lines`] with the lines' `(marker, newline)` offsets already known.
+fn write_lines(
+    text: &[u8],
+    lines: &[(u32, u32)],
+    mut values: &[u8],
+    node_labels: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let text = text.as_bytes();
-    let labels = node_labels.as_bytes();
-    for &at in splices {
-        let at = at as usize;
-        let (Some(head), Some(tail)) = (text.get(start..at), text.get(at..)) else {
+    // Values average under 12 bytes; a longer one just grows `out` once more.
+    out.reserve(text.len() + lines.len() * (node_labels.len() + 2 + 12));
+    let mut start = 0;
+    for &(marker, end) in lines {
+        let (marker, end) = (marker as usize, end as usize);
+        let (Some(head), Some(tail)) = (text.get(start..marker), text.get(marker + 1..end)) else {
             return;
         };
-        let end = tail
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(tail.len(), |i| i + 1);
+        // Values are a few bytes: a plain loop beats a vectorised search here.
+        let Some(value_end) = values.iter().position(|&b| b == b'\n') else {
+            return;
+        };
         out.extend_from_slice(head);
         match tail.first() {
             Some(b',' | b'}') => {
                 out.push(b',');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
             }
-            Some(b' ') => {
+            None => {
                 out.push(b'{');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
                 out.push(b'}');
             }
             _ => {
                 out.push(b'{');
-                out.extend_from_slice(labels);
+                out.extend_from_slice(node_labels);
                 out.push(b',');
             }
         }
-        out.extend_from_slice(&tail[..end]);
-        start = at + end;
+        out.extend_from_slice(tail);
+        out.push(b' ');
+        out.extend_from_slice(&values[..=value_end]);
+        values = &values[value_end + 1..];
+        start = end + 1;
     }
 }
 
@@ -308,10 +412,9 @@ mod tests {
         let f = &p.families[i];
         let mut out = Vec::new();
         splice_lines(
-            &p.text,
-            f.range.start,
-            &p.splices[f.lines.clone()],
-            &p.node_labels,
+            &p.text[f.text.clone()],
+            &p.values.as_bytes()[f.values.clone()],
+            p.node_labels.as_bytes(),
             &mut out,
         );
         String::from_utf8(out).unwrap()
@@ -407,6 +510,106 @@ mod tests {
             );
             let p = prepare(vec![family], &node_labels, &Limits::default()).unwrap();
             proptest::prop_assert_eq!(spliced(&p, 0), expected);
+        }
+    }
+
+    mod whole {
+        use super::*;
+        use crate::prepare::revalue;
+        use crate::shard::{shard_of, Shard};
+        use crate::store::Outcome;
+        use crate::test_support::{arb_value, families, prepared, values_push};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn render(view: &View) -> String {
+            let mut out = Vec::new();
+            render_exposition(view, &[], &mut out);
+            String::from_utf8(out).unwrap()
+        }
+
+        /// The sample lines of an exposition (HELP/TYPE left out).
+        fn samples(text: &str) -> Vec<&str> {
+            text.lines().filter(|l| !l.starts_with('#')).collect()
+        }
+
+        proptest! {
+            /// Nodes sharing blocks: after a values push from A to B, `/metrics` is byte for
+            /// byte what it is when B was pushed in full.
+            #[test]
+            fn prop_values_push_renders_as_the_full_push(
+                names in prop::collection::btree_set("[a-z]{1,6}", 0..8),
+                shuffle in any::<u64>(),
+                xa in prop::collection::vec(arb_value(), 1..40),
+                xb in prop::collection::vec(arb_value(), 1..40),
+                xc in prop::collection::vec(arb_value(), 1..40),
+            ) {
+                let mut names: Vec<String> = names.into_iter().collect();
+                let n = names.len().max(1);
+                names.rotate_left((shuffle as usize) % n);
+                let (a, b, c) = (families(&names, &xa), families(&names, &xb), families(&names, &xc));
+                let ttl = Duration::from_secs(60);
+                let (values, full) = (Store::new(), Store::new());
+                for store in [&values, &full] {
+                    // A neighbour with the same layout shares every block with node a.
+                    store.apply("b", 1, Some(1), prepared("b", c.clone()), ttl);
+                }
+                values.apply("a", 1, Some(7), prepared("a", a.clone()), ttl);
+                let base = values.base("a", 1, 7).unwrap();
+                let revalued = revalue(base.base(), &values_push(&a, &b, 7)).unwrap();
+                let out = values.apply_values("a", 1, 8, &base, revalued, ttl);
+                prop_assert!(matches!(out, Outcome::Accepted { .. }), "{:?}", out);
+                full.apply("a", 1, Some(8), prepared("a", b), ttl);
+                prop_assert_eq!(render(&values.view()), render(&full.view()));
+            }
+
+            /// However the fleet is split, every shard is a valid exposition with one HELP and
+            /// TYPE per family, every node is wholly in exactly one shard, and the shards
+            /// together are the unsharded exposition, series for series.
+            #[test]
+            fn prop_sharded_union_equals_unsharded(
+                fleet in prop::collection::btree_map(
+                    "[a-z0-9-]{1,10}",
+                    prop::collection::btree_set("[a-z]{1,4}", 0..6),
+                    0..24,
+                ),
+                x in prop::collection::vec(arb_value(), 1..20),
+                of in 1u32..12,
+            ) {
+                let store = Store::new();
+                for (node, names) in &fleet {
+                    let names: Vec<String> = names.iter().cloned().collect();
+                    store.apply(node, 1, Some(1), prepared(node, families(&names, &x)), Duration::from_secs(60));
+                }
+                let whole = render(&store.view());
+                let mut union: Vec<String> = Vec::new();
+                let mut home: BTreeMap<String, u32> = BTreeMap::new();
+                for index in 0..of {
+                    let shard = Shard { index, of };
+                    let mut view = store.view();
+                    view.retain_nodes(|n| shard.contains(n));
+                    let text = render(&view);
+                    let parsed = fleetgate_shared::text::parse(&text);
+                    prop_assert!(parsed.is_ok(), "shard {} of {}: {:?}", index, of, parsed.err());
+                    let mut types = BTreeMap::new();
+                    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+                        *types.entry(line.split(' ').nth(2).unwrap_or("")).or_insert(0) += 1;
+                    }
+                    prop_assert!(types.values().all(|&n| n == 1), "{:?}", types);
+                    for line in samples(&text) {
+                        let node = line.split("node=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+                        prop_assert_eq!(shard_of(node, of), index, "{}", line);
+                        if let Some(other) = home.insert(node.to_string(), index) {
+                            prop_assert_eq!(other, index);
+                        }
+                        union.push(line.to_string());
+                    }
+                }
+                let mut expected: Vec<String> = samples(&whole).into_iter().map(String::from).collect();
+                expected.sort();
+                union.sort();
+                prop_assert_eq!(union, expected);
+            }
         }
     }
 }

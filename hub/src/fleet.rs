@@ -272,21 +272,19 @@ pub fn node_detail(state: &AppState, node: &str, audience: Audience) -> Option<N
     }
     let status = state.store.status(node);
     let activity = state.activity.node(node);
-    let snapshot = if id.removed {
-        None
+    let families = if id.removed {
+        Vec::new()
     } else {
-        state.store.snapshot(node)
+        state.store.node_families(node)
     };
-    let families = snapshot.map_or_else(Vec::new, |s| {
-        s.families
-            .iter()
-            .map(|f| FamilyView {
-                name: f.name.to_string(),
-                kind: f.kind.as_str().to_string(),
-                series: f.series,
-            })
-            .collect()
-    });
+    let families = families
+        .into_iter()
+        .map(|(name, kind, series)| FamilyView {
+            name: name.to_string(),
+            kind: kind.as_str().to_string(),
+            series,
+        })
+        .collect();
     Some(NodeDetail {
         now: unix_now(),
         admin: audience == Audience::Admin,

@@ -5,18 +5,25 @@
 //! so tests drive the hub through [`router`] or a real listener.
 
 pub mod activity;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod exposition;
 pub mod fleet;
+pub mod guard;
 pub mod labels;
 pub mod metrics;
 pub mod prepare;
 pub mod registry;
 pub mod routes;
+pub mod server;
+pub mod shard;
+pub mod snapshots;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod tokens;
 pub mod validate;
 
@@ -48,12 +55,22 @@ pub struct Shared {
     pub store: Store,
     /// Self-metrics.
     pub metrics: metrics::HubMetrics,
+    /// `DATA_DIR/audit.log`: identity changes and admin access.
+    pub audit: audit::AuditLog,
+    /// Failed authentications per source address.
+    pub auth_limiter: guard::AuthLimiter,
+    /// The bound on pushes waiting for ingest.
+    pub push_gate: guard::PushGate,
+    /// Counts refused connections and requests and logs them once per source.
+    pub refusals: guard::Refusals,
     /// What each node's pushes did, for the fleet page.
     pub activity: activity::Activity,
     /// Digest of the admin token.
     admin_token: tokens::TokenHash,
     /// Digest of the enrollment token.
     enroll_token: tokens::TokenHash,
+    /// Digest of the token scrapes of `/metrics` must present, when one is set.
+    metrics_token: Option<tokens::TokenHash>,
 }
 
 impl AppState {
@@ -68,15 +85,48 @@ impl AppState {
         let enroll_token = tokens::load(&config.enroll_token, dir, "enroll.token")
             .map_err(StartError::io("enrollment token"))?;
         let registry = Registry::open(dir).map_err(StartError::io("loading the node registry"))?;
+        let store = Store::new();
+        let path = dir.join(snapshots::FILE);
+        let known = |node: &str, epoch: u64| {
+            registry
+                .get(node)
+                .is_some_and(|id| !id.removed && id.epoch == epoch)
+        };
+        match snapshots::load(&store, label_names(&config), &path, known) {
+            Ok(None) => {}
+            Ok(Some(l)) => tracing::info!(
+                snapshots = l.snapshots,
+                stale = l.stale,
+                unknown = l.unknown,
+                "loaded the snapshots saved at the last shutdown"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "snapshots file skipped; nodes reappear with their next push"
+            ),
+        }
+        let audit = audit::AuditLog::open(dir, audit::DEFAULT_MAX_BYTES)
+            .map_err(StartError::io("opening the audit log"))?;
+        let metrics = metrics::HubMetrics::new();
+        let p = config.protection;
         Ok(AppState {
             inner: Arc::new(Shared {
-                config,
                 registry,
-                store: Store::new(),
-                metrics: metrics::HubMetrics::new(),
+                store,
+                audit,
+                auth_limiter: guard::AuthLimiter::new(p.auth_failure_burst, p.auth_failure_rate),
+                push_gate: guard::PushGate::new(p.max_pending_pushes),
+                refusals: guard::Refusals::new(metrics.refused_connections.clone()),
+                metrics,
                 activity: activity::Activity::new(),
                 admin_token,
                 enroll_token,
+                metrics_token: config
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| tokens::hash(t.expose())),
+                config,
             }),
         })
     }
@@ -90,6 +140,33 @@ impl AppState {
     pub fn is_enroll(&self, token: &str) -> bool {
         tokens::digests_equal(&tokens::hash(token), &self.inner.enroll_token)
     }
+
+    /// The digest of the `/metrics` token, when scrapes must present one.
+    pub fn metrics_token(&self) -> Option<&tokens::TokenHash> {
+        self.inner.metrics_token.as_ref()
+    }
+
+    /// Appends `record` to the audit log on a blocking thread; a record that cannot be written
+    /// is logged instead (with everything it held: none of it is secret) and counted.
+    pub async fn audit(&self, record: audit::Record) {
+        let state = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let result = state.audit.append(&record);
+            (result, record)
+        })
+        .await;
+        match written {
+            Ok((Ok(()), _)) => {}
+            Ok((Err(e), record)) => {
+                self.metrics.audit_failures.inc();
+                tracing::error!(error = %e, ?record, "could not append to the audit log");
+            }
+            Err(e) => {
+                self.metrics.audit_failures.inc();
+                tracing::error!(error = %e, "audit task failed");
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -99,11 +176,12 @@ impl AppState {
         labels::NodeLabels::new(&c.instance_label, &c.node_label, &id.node, &id.labels)
     }
 
-    /// Takes what one `/metrics` response shows (the store's view, each node's state) in a
-    /// few short critical sections, so every chunk rendered from it belongs to one consistent
-    /// exposition. Also updates `fleetgate_hub_nodes`.
-    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let view = self.store.view();
+    /// Takes what one `/metrics` response shows (the store's view, each node's state), for
+    /// the whole fleet or one `shard` of it, in a few short critical sections, so every chunk
+    /// rendered from it belongs to one consistent exposition. Also updates
+    /// `fleetgate_hub_nodes`.
+    pub fn metrics_snapshot(&self, shard: Option<shard::Shard>) -> MetricsSnapshot {
+        let mut view = self.store.view();
         let statuses = self.store.statuses();
         let (mut up, mut stale, mut removed) = (0, 0, 0);
         let mut lines = Vec::new();
@@ -118,6 +196,9 @@ impl AppState {
             } else {
                 stale += 1;
             }
+            if shard.is_some_and(|shard| !shard.contains(&id.node)) {
+                continue;
+            }
             lines.push(exposition::NodeLine {
                 labels: self.node_labels(&id),
                 up: s.up,
@@ -128,7 +209,14 @@ impl AppState {
         for (state, n) in [("up", up), ("stale", stale), ("removed", removed)] {
             self.metrics.nodes.with_label_values(&[state]).set(n);
         }
-        MetricsSnapshot { view, lines }
+        if let Some(shard) = shard {
+            view.retain_nodes(|node| shard.contains(node));
+        }
+        MetricsSnapshot {
+            view,
+            lines,
+            hub_metrics: shard.is_none_or(|s| s.carries_hub_metrics()),
+        }
     }
 
     /// Writes the `/metrics` body of `snapshot` (nodes' families, the synthetic node series,
@@ -163,20 +251,56 @@ impl AppState {
         self.metrics
             .render_duration
             .observe(rendering.as_secs_f64());
-        self.metrics.encode(&mut buf);
+        if snapshot.hub_metrics {
+            self.metrics.encode(&mut buf);
+        }
         emit(&mut buf)
     }
 
-    /// The complete `/metrics` body, uncompressed, in one buffer (tests and benchmarks; the
-    /// route streams [`AppState::write_metrics`] instead).
-    pub fn render_metrics(&self) -> Vec<u8> {
-        let snapshot = self.metrics_snapshot();
+    /// The complete `/metrics` body (of one `shard`, or all), uncompressed, in one buffer
+    /// (tests and benchmarks; the route streams [`AppState::write_metrics`] instead).
+    pub fn render_metrics(&self, shard: Option<shard::Shard>) -> Vec<u8> {
+        let snapshot = self.metrics_snapshot(shard);
         let mut out = Vec::new();
         self.write_metrics(&snapshot, usize::MAX, |chunk| {
             out.append(chunk);
             true
         });
         out
+    }
+}
+
+impl AppState {
+    /// Writes every node's latest snapshot to `DATA_DIR/snapshots.bin` for the next start
+    /// (graceful shutdown only), logging the outcome; a failure costs the next start its
+    /// snapshots, nothing else.
+    pub fn save_snapshots(&self) {
+        let path = self.config.data_dir.join(snapshots::FILE);
+        let started = std::time::Instant::now();
+        match snapshots::save(&self.store, label_names(&self.config), &path) {
+            Ok(saved) => tracing::info!(
+                path = %path.display(),
+                nodes = saved.nodes,
+                snapshots = saved.snapshots,
+                bytes = saved.bytes,
+                took_ms = started.elapsed().as_millis() as u64,
+                "saved the snapshots for the next start"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot save the snapshots; the next start begins without them"
+            ),
+        }
+    }
+}
+
+/// The label names the hub writes on every series, which saved snapshots must have been
+/// rendered for.
+fn label_names(config: &Config) -> snapshots::LabelNames<'_> {
+    snapshots::LabelNames {
+        instance: &config.instance_label,
+        node: &config.node_label,
     }
 }
 
@@ -188,6 +312,8 @@ pub struct MetricsSnapshot {
     pub view: store::View,
     /// Every enrolled node's synthetic series.
     pub lines: Vec<exposition::NodeLine>,
+    /// Whether the hub's own `fleetgate_hub_*` metrics follow (unsharded, or shard 0).
+    pub hub_metrics: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -196,12 +322,6 @@ impl std::ops::Deref for AppState {
         &self.inner
     }
 }
-
-/// HTTP/1 read buffer per connection at most. Every agent keeps one connection open between
-/// pushes; hyper's default lets each buffer grow to about 400 KB, and a push of 10-20 KB
-/// left 20-30 KB per idle connection (60 MB at 2,000 nodes). Bodies still stream through in
-/// chunks of this size, so larger pushes are unaffected apart from more, smaller reads.
-const MAX_CONNECTION_BUFFER: usize = 8 * 1024;
 
 /// Runs the hub on an already bound `listener` until `shutdown` completes: loads identities,
 /// writes the bound address to `DATA_DIR/listen.addr`, serves HTTP (or HTTPS with
@@ -231,52 +351,35 @@ pub async fn run(
         }
     });
 
-    let addr_file = state.config.data_dir.join("listen.addr");
-    let handle = axum_server::Handle::new();
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            shutdown.await;
-            handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        }
-    });
-    let served = match state.config.tls.clone() {
-        None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .max_buf_size(MAX_CONNECTION_BUFFER);
-            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
-                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
-            tracing::info!(%addr, "fleetgate-hub listening (http)");
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(StartError::io("serving"))
-        }
-        Some((cert, key)) => {
-            // Several hubs in one process (tests) may race to install it; either way one is set.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .map_err(|e| {
-                    StartError::Tls(format!("{} / {}: {e}", cert.display(), key.display()))
-                })?;
-            let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .max_buf_size(MAX_CONNECTION_BUFFER);
-            fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
-                .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
-            tracing::info!(%addr, "fleetgate-hub listening (https)");
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(StartError::io("serving"))
-        }
+    let tls = match &state.config.tls {
+        None => None,
+        Some((cert, key)) => Some(server::Tls::load(
+            cert,
+            key,
+            state.config.tls_client_ca.as_deref(),
+        )?),
     };
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(StartError::io("configuring the listener"))?;
+    server::raise_open_files_limit(state.config.protection.max_connections);
+    let addr_file = state.config.data_dir.join("listen.addr");
+    fleetgate_daemon::write_atomic(&addr_file, addr.to_string().as_bytes(), 0o644)
+        .map_err(StartError::io(format!("writing {}", addr_file.display())))?;
+    let scheme = match (&tls, &state.config.tls_client_ca) {
+        (None, _) => "http",
+        (Some(_), None) => "https",
+        (Some(_), Some(_)) => "https, client certificates",
+    };
+    tracing::info!(%addr, scheme, "fleetgate-hub listening");
+    let served = server::serve(state.clone(), listener, app, tls, shutdown)
+        .await
+        .map_err(StartError::io("serving"));
     sweeper.abort();
-    served
+    served?;
+    // No push is in flight any more: what is saved is the last state every agent was told.
+    let saver = state.clone();
+    tokio::task::spawn_blocking(move || saver.save_snapshots())
+        .await
+        .map_err(|e| StartError::io("saving snapshots")(std::io::Error::other(e)))?;
+    Ok(())
 }

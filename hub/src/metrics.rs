@@ -3,8 +3,8 @@
 //! quarantine gauge and the refused-pushes counter; Prometheus adds job and instance.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Handles to every self-metric.
@@ -26,6 +26,18 @@ pub struct HubMetrics {
     pub rejected_series: IntCounterVec,
     /// Families of a node held back by a type conflict.
     pub quarantined_families: IntGaugeVec,
+    /// Connections open now.
+    pub connections: IntGauge,
+    /// Connections closed without being served, by reason ([`crate::guard::Refusal`]).
+    pub refused_connections: IntCounterVec,
+    /// Pushes answered 429 because ingest was saturated.
+    pub overload: IntCounter,
+    /// Requests with a missing or wrong token, by route.
+    pub auth_failures: IntCounterVec,
+    /// Requests answered 429 because their source failed authentication too often, by route.
+    pub auth_rate_limited: IntCounterVec,
+    /// Audit records that could not be written (each is logged instead).
+    pub audit_failures: IntCounter,
     /// Pushes of an enrolled node refused, by node and reason.
     node_refused_pushes: IntCounterVec,
 }
@@ -87,6 +99,44 @@ impl HubMetrics {
             &["node"],
         )
         .expect("static metric definition");
+        let connections = IntGauge::new("fleetgate_hub_connections", "Connections open now.")
+            .expect("static metric definition");
+        let refused_connections = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_refused_connections_total",
+                "Connections closed without being served, by reason (max_connections, \
+                 header_timeout, header_too_large, malformed, tls, request_timeout).",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let overload = IntCounter::new(
+            "fleetgate_hub_overload_total",
+            "Pushes answered 429 because --max-pending-pushes were waiting for ingest.",
+        )
+        .expect("static metric definition");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_auth_failures_total",
+                "Requests with a missing or wrong token, by route.",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let auth_rate_limited = IntCounterVec::new(
+            Opts::new(
+                "fleetgate_hub_auth_rate_limited_total",
+                "Requests answered 429 because their source address failed authentication \
+                 too often, by route.",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let audit_failures = IntCounter::new(
+            "fleetgate_hub_audit_write_failures_total",
+            "Audit records that could not be appended to DATA_DIR/audit.log.",
+        )
+        .expect("static metric definition");
         let node_refused_pushes = IntCounterVec::new(
             Opts::new(
                 "fleetgate_hub_node_refused_pushes_total",
@@ -103,6 +153,12 @@ impl HubMetrics {
             Box::new(nodes.clone()),
             Box::new(rejected_series.clone()),
             Box::new(quarantined_families.clone()),
+            Box::new(connections.clone()),
+            Box::new(refused_connections.clone()),
+            Box::new(overload.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(auth_rate_limited.clone()),
+            Box::new(audit_failures.clone()),
             Box::new(node_refused_pushes.clone()),
         ] {
             // Names are distinct constants, so registration cannot collide.
@@ -120,6 +176,12 @@ impl HubMetrics {
             nodes,
             rejected_series,
             quarantined_families,
+            connections,
+            refused_connections,
+            overload,
+            auth_failures,
+            auth_rate_limited,
+            audit_failures,
             node_refused_pushes,
         }
     }

@@ -1,8 +1,11 @@
 //! A validated push turned into what the store keeps: every family pre-rendered once into
-//! exposition lines, so `/metrics` only copies bytes. The node's labels (instance, node,
-//! enrollment labels; ~50 bytes) are kept once per snapshot instead of in every line: each line
-//! records where they go, and [`crate::exposition::splice_lines`] puts them in at render time.
-//! A values push ([`revalue`]) rewrites only the values of the stored lines.
+//! exposition lines, so `/metrics` only copies bytes. A line is kept in two parts: its
+//! *skeleton* (name, the series' own labels, `le`/`quantile`), which nodes of one kind have in
+//! common and the store shares between them, and its value, which is the node's own. The
+//! node's labels (instance, node, enrollment labels; ~50 bytes) are kept once per snapshot
+//! instead of in every line: a marker byte in the skeleton says where they go, and
+//! [`crate::exposition::splice_lines`] puts them in at render time. A values push
+//! ([`revalue`]) rewrites only the values.
 
 use std::ops::Range;
 
@@ -12,6 +15,10 @@ use fleetgate_shared::{Family, Label, MetricType, Series, Value, ValuesPush};
 use crate::config::Limits;
 use crate::labels::NodeLabels;
 use crate::validate::{self, Rejection};
+
+/// Where the node labels go in a skeleton line. 0xFF never occurs in UTF-8, so it cannot
+/// collide with a name or a label value.
+pub const SPLICE: u8 = 0xFF;
 
 /// One family rendered to exposition lines (without HELP/TYPE).
 #[derive(Debug, Clone)]
@@ -24,10 +31,12 @@ pub struct PreparedFamily {
     pub kind: MetricType,
     /// Series in the family.
     pub series: usize,
-    /// Its lines within [`Prepared::text`].
-    pub range: Range<usize>,
-    /// Its lines' splice points within [`Prepared::splices`].
+    /// Its skeleton lines within [`Prepared::text`].
+    pub text: Range<usize>,
+    /// Its line numbers (text order): line `i` has the `i`-th value of [`Prepared::values`].
     pub lines: Range<usize>,
+    /// Its values within [`Prepared::values`].
+    pub values: Range<usize>,
     /// Index of its first sample in layout order (the order of the push, see
     /// [`fleetgate_shared::sample_values`]), which values pushes address.
     pub first_sample: u32,
@@ -36,11 +45,12 @@ pub struct PreparedFamily {
 /// A validated, pre-rendered push.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
-    /// All families' lines without the node labels, back to back, in the order of
-    /// `families`.
-    pub text: String,
-    /// Per line, the offset in `text` where the node labels go (see [`crate::exposition::splice_lines`]).
-    pub splices: Vec<u32>,
+    /// Every family's skeleton lines, back to back in the order of `families`: per line the
+    /// name and labels without the node labels, one [`SPLICE`] byte where those go, and `\n`
+    /// (no value, no space before it).
+    pub text: Vec<u8>,
+    /// Every line's value followed by `\n`, in the same order.
+    pub values: String,
     /// The node labels, rendered once ([`NodeLabels::render`]).
     pub node_labels: String,
     /// The families, sorted by name.
@@ -79,8 +89,8 @@ impl Layout {
         let sorted = order.windows(2).all(|w| w[0] < w[1]);
         Layout {
             hash,
-            // The text is under 4 GiB, so its line count fits.
-            samples: prepared.splices.len() as u32,
+            // Bounded by the text length, which `prepare` keeps under 4 GiB.
+            samples: prepared.samples as u32,
             order: if sorted {
                 Box::default()
             } else {
@@ -134,22 +144,24 @@ pub fn prepare(
     let sorted: Vec<&Family> = families.iter().map(|(_, f)| f).collect();
     validate::check_families(&sorted, &extra, limits)?;
     let mut out = Prepared {
-        text: String::with_capacity(series * 48),
-        splices: Vec::with_capacity(series),
+        text: Vec::with_capacity(series * 40),
+        values: String::with_capacity(series * 10),
         node_labels: labels.render(),
         families: Vec::with_capacity(families.len()),
         series,
         samples: 0,
         layout: None,
     };
+    // Label values and `le`/`quantile` bounds are escaped and formatted here first: the
+    // shared writing primitives write into a `String`, which the skeleton (with its 0xFF
+    // marker) is not.
+    let mut scratch = String::new();
     for (first_sample, family) in families {
-        let start = out.text.len();
-        let first_line = out.splices.len();
+        let (text, lines, values) = (out.text.len(), out.samples, out.values.len());
         for s in &family.series {
-            out.samples += s.value.sample_count();
-            write_series_unlabelled(&mut out, &family.name, s, &extra);
+            write_series_unlabelled(&mut out, &mut scratch, &family.name, s, &extra);
         }
-        if u32::try_from(out.text.len()).is_err() {
+        if u32::try_from(out.text.len() + out.values.len()).is_err() {
             return Err(Rejection {
                 reason: "too_many_series",
                 message: format!("snapshot renders to more than {} bytes", u32::MAX),
@@ -157,13 +169,14 @@ pub fn prepare(
             });
         }
         out.families.push(PreparedFamily {
-            range: start..out.text.len(),
-            lines: first_line..out.splices.len(),
+            text: text..out.text.len(),
+            lines: lines..out.samples,
+            values: values..out.values.len(),
             series: family.series.len(),
             name: family.name,
             help: family.help,
             kind: family.kind,
-            // Below the line count, which the text length check bounds.
+            // Below the line count, which the length check above bounds.
             first_sample: first_sample as u32,
         });
     }
@@ -171,18 +184,19 @@ pub fn prepare(
 }
 
 /// Appends every sample line of one series without the node labels (`extra`; payload labels
-/// of those names are dropped), recording each line's splice point. Mirrors
-/// [`fleetgate_shared::text::write_series`]: with the labels spliced in
-/// ([`crate::exposition::splice_lines`]) the bytes are the same, which a property test checks.
+/// of those names are dropped). Mirrors [`fleetgate_shared::text::write_series`]: with the
+/// labels spliced in ([`crate::exposition::splice_lines`]) the bytes are the same, which a
+/// property test checks.
 fn write_series_unlabelled(
     out: &mut Prepared,
+    scratch: &mut String,
     name: &str,
     series: &Series,
     extra: &[(&str, &str)],
 ) {
     let labels = &series.labels;
     let mut line = |suffix: &str, special: Option<(&str, f64)>, value: f64| {
-        write_line_unlabelled(out, name, suffix, labels, extra, special, value)
+        write_line_unlabelled(out, scratch, name, suffix, labels, extra, special, value)
     };
     match &series.value {
         Value::Scalar(v) => line("", None, *v),
@@ -204,12 +218,15 @@ fn write_series_unlabelled(
     }
 }
 
-/// One line without the node labels. The splice point is where they belong: after the
-/// series' own labels, before `le`/`quantile`. The byte found there tells [`splice_lines`] the
-/// punctuation: `,` or `}` (own labels before it), ` ` (no labels at all), or the first byte
-/// of `le`/`quantile` (written here without its `{`, which the splice supplies).
+/// One skeleton line and its value. The [`SPLICE`] byte marks where the node labels belong:
+/// after the series' own labels, before `le`/`quantile`. The byte after it tells
+/// [`crate::exposition::splice_lines`] the punctuation: `,` or `}` (own labels before it),
+/// `\n` (no labels at all), or the first byte of `le`/`quantile` (written here without its
+/// `{`, which the splice supplies).
+#[allow(clippy::too_many_arguments)]
 fn write_line_unlabelled(
     out: &mut Prepared,
+    scratch: &mut String,
     name: &str,
     suffix: &str,
     labels: &[Label],
@@ -218,67 +235,67 @@ fn write_line_unlabelled(
     value: f64,
 ) {
     let text = &mut out.text;
-    text.push_str(name);
-    text.push_str(suffix);
+    text.extend_from_slice(name.as_bytes());
+    text.extend_from_slice(suffix.as_bytes());
     let mut own = false;
     for l in labels {
         if extra.iter().any(|(n, _)| *n == l.name) {
             continue;
         }
-        text.push(if own { ',' } else { '{' });
+        text.push(if own { b',' } else { b'{' });
         own = true;
-        text.push_str(&l.name);
-        text.push_str("=\"");
-        write_escaped_label_value(text, &l.value);
-        text.push('"');
+        text.extend_from_slice(l.name.as_bytes());
+        text.extend_from_slice(b"=\"");
+        scratch.clear();
+        write_escaped_label_value(scratch, &l.value);
+        text.extend_from_slice(scratch.as_bytes());
+        text.push(b'"');
     }
-    // Checked by the caller once the whole push is rendered: the text stays under 4 GiB.
-    out.splices.push(text.len() as u32);
+    text.push(SPLICE);
     if let Some((n, v)) = special {
         if own {
-            text.push(',');
+            text.push(b',');
         }
-        text.push_str(n);
-        text.push_str("=\"");
-        write_value(text, v);
-        text.push('"');
+        text.extend_from_slice(n.as_bytes());
+        text.extend_from_slice(b"=\"");
+        scratch.clear();
+        write_value(scratch, v);
+        text.extend_from_slice(scratch.as_bytes());
+        text.push(b'"');
     }
     if own || special.is_some() {
-        text.push('}');
+        text.push(b'}');
     }
-    text.push(' ');
-    write_value(text, value);
-    text.push('\n');
+    text.push(b'\n');
+    write_value(&mut out.values, value);
+    out.values.push('\n');
+    out.samples += 1;
 }
 
-/// What a values push is applied to: the stored lines of the node's last accepted push.
+/// What a values push is applied to: the values of the node's last accepted push.
 #[derive(Debug, Clone, Copy)]
 pub struct Base<'a> {
-    /// Its exposition lines without the node labels.
-    pub text: &'a str,
-    /// Per line, where the node labels go.
-    pub splices: &'a [u32],
+    /// Every line's value followed by `\n`, in text order.
+    pub values: &'a str,
     /// Its layout; `None` when it was not a native snapshot.
     pub layout: Option<&'a Layout>,
 }
 
-/// A stored snapshot's exposition lines with the values of a values push written in.
+/// The values of a values push, written as the stored values are.
 #[derive(Debug, Clone)]
 pub struct Revalued {
-    /// The new lines, in the stored text's order.
-    pub text: String,
-    /// Per line, where the node labels go, as [`Prepared::splices`].
-    pub splices: Vec<u32>,
-    /// Where each line starts in `text`, plus the end of the text: line `i` is
+    /// Every line's new value followed by `\n`, in the stored text's order.
+    pub values: String,
+    /// Where each line's value starts in `values`, plus the end: line `i` is
     /// `line_starts[i]..line_starts[i + 1]`.
-    pub line_starts: Vec<usize>,
+    pub line_starts: Vec<u32>,
     /// Sample lines written.
     pub samples: usize,
 }
 
-/// Writes the values of `push` into a copy of `base`'s lines. The base values the deltas apply
-/// to are read back from the stored text, which holds every value in a form that parses to the
-/// same bits. `Err` says why the push does not fit `base` (the sender should push in full).
+/// Writes the values of `push` in place of `base`'s. The base values the deltas apply to are
+/// read back from the stored text, which holds every value in a form that parses to the same
+/// bits. `Err` says why the push does not fit `base` (the sender should push in full).
 pub fn revalue(base: Base<'_>, push: &ValuesPush) -> Result<Revalued, String> {
     let Some(layout) = base.layout else {
         return Err("no base snapshot: the stored push was not a native snapshot".into());
@@ -286,59 +303,43 @@ pub fn revalue(base: Base<'_>, push: &ValuesPush) -> Result<Revalued, String> {
     if layout.hash != push.header.layout {
         return Err("layout differs from the stored snapshot".into());
     }
-    let lines = base.splices.len();
-    if push.samples != lines || layout.samples as usize != lines {
+    let lines = layout.samples as usize;
+    if push.samples != lines {
         return Err(format!(
             "layout differs: {} samples pushed, {lines} stored",
             push.samples
         ));
     }
-    let text = base.text;
-    let bad_text = || "stored text does not match its layout".to_string();
-    // Each line is `<name and labels> <value>\n`; a value holds no space.
-    let mut spans = Vec::with_capacity(lines);
-    let mut start = 0;
-    for _ in 0..lines {
-        let line = text.get(start..).ok_or_else(bad_text)?;
-        let end = start + line.find('\n').ok_or_else(bad_text)?;
-        let value = start + text[start..end].rfind(' ').ok_or_else(bad_text)? + 1;
-        spans.push((start, value, end));
-        start = end + 1;
-    }
-    if start != text.len() {
+    let bad_text = || "stored values do not match their layout".to_string();
+    let sample_of = layout.sample_of_lines();
+    if sample_of.len() != lines {
         return Err(bad_text());
     }
-    let sample_of = layout.sample_of_lines();
     let mut base_values = vec![0.0; lines];
-    for (&(_, value, end), &i) in spans.iter().zip(&sample_of) {
-        let v = parse_value(&text[value..end]).ok_or_else(bad_text)?;
+    let mut stored = base.values.split_terminator('\n');
+    for &i in &sample_of {
+        let v = stored.next().and_then(parse_value).ok_or_else(bad_text)?;
         *base_values.get_mut(i as usize).ok_or_else(bad_text)? = v;
+    }
+    if stored.next().is_some() {
+        return Err(bad_text());
     }
     let values = push.apply(&base_values).map_err(|e| e.to_string())?;
 
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut out = String::with_capacity(base.values.len() + base.values.len() / 8);
     let mut starts = Vec::with_capacity(lines + 1);
-    let mut splices = Vec::with_capacity(lines);
-    for ((&(start, value, _), &i), &splice) in spans.iter().zip(&sample_of).zip(base.splices) {
-        let new_start = out.len();
-        starts.push(new_start);
+    for &i in &sample_of {
         // Checked below with the whole text: it stays under 4 GiB.
-        splices.push(
-            (splice as usize)
-                .saturating_sub(start)
-                .saturating_add(new_start) as u32,
-        );
-        out.push_str(&text[start..value]);
+        starts.push(out.len() as u32);
         write_value(&mut out, values[i as usize]);
         out.push('\n');
     }
-    starts.push(out.len());
     if u32::try_from(out.len()).is_err() {
         return Err(format!("snapshot renders to more than {} bytes", u32::MAX));
     }
+    starts.push(out.len() as u32);
     Ok(Revalued {
-        text: out,
-        splices,
+        values: out,
         line_starts: starts,
         samples: lines,
     })

@@ -1,11 +1,13 @@
 //! Node identities: who may push, under which name and labels. Push tokens are kept only as
 //! SHA-256 digests; the whole registry is persisted to `DATA_DIR/nodes.json` with an atomic
 //! write (temp file, fsync, rename, fsync of the directory) before any change is acknowledged.
+//! Concurrent changes share one write (group commit), so enrolling a large fleet at once
+//! stays linear in the fleet's size.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -118,10 +120,32 @@ struct State {
 pub struct Registry {
     /// `DATA_DIR/nodes.json`.
     path: PathBuf,
-    /// Current identities; pushes only take the read lock.
+    /// Identities on disk; pushes only take the read lock.
     state: RwLock<State>,
-    /// Serializes changes so each one persists exactly the state it commits.
-    writer: Mutex<()>,
+    /// Changes accepted but not yet on disk, and who writes them.
+    staged: Mutex<Staged>,
+    /// Signalled when a write finishes.
+    written: Condvar,
+    /// Writes of `nodes.json` so far.
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// Group commit: every change is applied to `state` at once, in order, and waits until a
+/// write that contains it is on disk. One waiting caller writes at a time, everything staged
+/// so far in one file, so enrolling a fleet costs one write per batch of concurrent
+/// enrollments instead of one per node (each write is the whole registry).
+#[derive(Debug, Default)]
+struct Staged {
+    /// The identities with every accepted change, written or not.
+    state: State,
+    /// Number of the next change.
+    next: u64,
+    /// Changes accepted since the last write started.
+    pending: Vec<u64>,
+    /// Outcome of written changes not yet collected by their caller.
+    done: HashMap<u64, Result<(), String>>,
+    /// A caller is writing.
+    writing: bool,
 }
 
 impl Registry {
@@ -147,8 +171,13 @@ impl Registry {
         }
         Ok(Registry {
             path,
+            staged: Mutex::new(Staged {
+                state: state.clone(),
+                ..Staged::default()
+            }),
             state: RwLock::new(state),
-            writer: Mutex::new(()),
+            written: Condvar::new(),
+            writes: Default::default(),
         })
     }
 
@@ -170,72 +199,75 @@ impl Registry {
         e: Enrollment,
         admin: bool,
     ) -> Result<(String, Arc<NodeIdentity>), RegistryError> {
-        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.snapshot();
-        let previous = next.nodes.get(&e.node).cloned();
-        if previous.as_ref().is_some_and(|p| p.removed) && !admin {
-            return Err(RegistryError::RemovedNeedsAdmin(e.node));
-        }
         let token = tokens::generate();
-        let id = Arc::new(NodeIdentity {
-            token_sha256: hex::encode(tokens::hash(&token)),
-            labels: e.labels,
-            hostname: e.hostname,
-            ip: e.ip,
-            removed: false,
-            epoch: previous.as_ref().map_or(1, |p| p.epoch + 1),
-            node: e.node,
-        });
-        if let Some(p) = &previous {
-            next.remove_token(p);
-        }
-        next.insert(Arc::clone(&id));
-        self.commit(next)?;
+        let id = self.change(|next| {
+            let previous = next.nodes.get(&e.node).cloned();
+            if previous.as_ref().is_some_and(|p| p.removed) && !admin {
+                return Err(RegistryError::RemovedNeedsAdmin(e.node));
+            }
+            let id = Arc::new(NodeIdentity {
+                token_sha256: hex::encode(tokens::hash(&token)),
+                labels: e.labels,
+                hostname: e.hostname,
+                ip: e.ip,
+                removed: false,
+                epoch: previous.as_ref().map_or(1, |p| p.epoch + 1),
+                node: e.node,
+            });
+            if let Some(p) = &previous {
+                next.remove_token(p);
+            }
+            next.insert(Arc::clone(&id));
+            Ok(Some(id))
+        })?;
+        let id = id.ok_or_else(|| io::Error::other("enrollment lost"))?;
         Ok((token, id))
     }
 
     /// Marks a node removed and revokes its token; returns the identity as it was.
     pub fn remove(&self, node: &str) -> Result<Arc<NodeIdentity>, RegistryError> {
-        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.snapshot();
-        let current = next
-            .nodes
-            .get(node)
-            .cloned()
-            .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
-        if current.removed {
-            return Ok(current);
-        }
-        next.remove_token(&current);
-        let mut removed = (*current).clone();
-        removed.removed = true;
-        next.nodes.insert(node.to_string(), Arc::new(removed));
-        self.commit(next)?;
-        Ok(current)
+        let mut was = None;
+        self.change(|next| {
+            let current = next
+                .nodes
+                .get(node)
+                .cloned()
+                .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
+            was = Some(Arc::clone(&current));
+            if current.removed {
+                return Ok(None);
+            }
+            next.remove_token(&current);
+            let mut removed = (*current).clone();
+            removed.removed = true;
+            next.nodes.insert(node.to_string(), Arc::new(removed));
+            Ok(Some(current))
+        })?;
+        was.ok_or_else(|| RegistryError::UnknownNode(node.to_string()))
     }
 
     /// Lets a removed node enroll again with the ordinary enrollment token, so its agent comes
     /// back when restarted. Its old push token stays revoked (it may be why the node was
     /// removed): the node is listed again, without a token, until it enrolls.
     pub fn readmit(&self, node: &str) -> Result<Arc<NodeIdentity>, RegistryError> {
-        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.snapshot();
-        let current = next
-            .nodes
-            .get(node)
-            .cloned()
-            .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
-        if !current.removed {
-            return Err(RegistryError::NotRemoved(node.to_string()));
-        }
-        let readmitted = Arc::new(NodeIdentity {
-            token_sha256: String::new(),
-            removed: false,
-            ..(*current).clone()
-        });
-        next.insert(Arc::clone(&readmitted));
-        self.commit(next)?;
-        Ok(readmitted)
+        self.change(|next| {
+            let current = next
+                .nodes
+                .get(node)
+                .cloned()
+                .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))?;
+            if !current.removed {
+                return Err(RegistryError::NotRemoved(node.to_string()));
+            }
+            let readmitted = Arc::new(NodeIdentity {
+                token_sha256: String::new(),
+                removed: false,
+                ..(*current).clone()
+            });
+            next.insert(Arc::clone(&readmitted));
+            Ok(Some(readmitted))
+        })?
+        .ok_or_else(|| RegistryError::UnknownNode(node.to_string()))
     }
 
     /// One node's identity.
@@ -259,21 +291,73 @@ impl Registry {
             .collect()
     }
 
-    fn snapshot(&self) -> State {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Applies `apply` to the staged identities and returns once the change is on disk and
+    /// current. `Ok(None)` from `apply` changed nothing and returns at once; an error from
+    /// `apply` is returned and nothing changes. A failed write fails every change it carried
+    /// and every change staged on top of them, and the staged state returns to what is on
+    /// disk: nothing is acknowledged before it is persisted.
+    fn change<T>(
+        &self,
+        apply: impl FnOnce(&mut State) -> Result<Option<T>, RegistryError>,
+    ) -> Result<Option<T>, RegistryError> {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(out) = apply(&mut staged.state)? else {
+            return Ok(None);
+        };
+        let ticket = staged.next;
+        staged.next += 1;
+        staged.pending.push(ticket);
+        loop {
+            if let Some(result) = staged.done.remove(&ticket) {
+                return result
+                    .map(|()| Some(out))
+                    .map_err(|e| io::Error::other(e).into());
+            }
+            if staged.writing {
+                staged = self.written.wait(staged).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            staged.writing = true;
+            let batch = std::mem::take(&mut staged.pending);
+            let next = staged.state.clone();
+            drop(staged);
+            let written = self.persist(&next);
+            staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+            staged.writing = false;
+            let result = match written {
+                Ok(()) => {
+                    *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+                    Ok(())
+                }
+                Err(e) => {
+                    // What was staged after this batch built on it: it fails with it.
+                    let later = std::mem::take(&mut staged.pending);
+                    let message = e.to_string();
+                    for t in later {
+                        staged.done.insert(t, Err(message.clone()));
+                    }
+                    staged.state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+                    Err(message)
+                }
+            };
+            for t in batch {
+                staged.done.insert(t, result.clone());
+            }
+            self.written.notify_all();
+        }
     }
 
-    /// Persists `next`, then makes it current: a crash at any point leaves either the old or
-    /// the new file, and nothing is acknowledged before it is on disk.
-    fn commit(&self, next: State) -> io::Result<()> {
+    /// Writes `state` to `nodes.json`: a crash at any point leaves either the old or the new
+    /// file.
+    fn persist(&self, state: &State) -> io::Result<()> {
         let disk = OnDisk {
             version: 1,
-            nodes: next.nodes.values().map(|id| (**id).clone()).collect(),
+            nodes: state.nodes.values().map(|id| (**id).clone()).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
-        fleetgate_daemon::write_atomic(&self.path, &bytes, 0o600)?;
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
-        Ok(())
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        fleetgate_daemon::write_atomic(&self.path, &bytes, 0o600)
     }
 }
 
@@ -354,6 +438,58 @@ mod tests {
         assert!(reopened.get("b").unwrap().removed);
         let (tb2, _) = reopened.enroll(enrollment("b"), true).unwrap();
         assert!(reopened.authenticate(&tb2).is_some());
+    }
+
+    #[test]
+    fn concurrent_enrollments_share_writes_and_all_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Arc::new(Registry::open(dir.path()).unwrap());
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let reg = Arc::clone(&reg);
+                std::thread::spawn(move || reg.enroll(enrollment(&format!("n{i}")), false))
+            })
+            .collect();
+        let tokens: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap().0)
+            .collect();
+        let writes = reg.writes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(writes <= 64, "{writes}");
+        eprintln!("64 concurrent enrollments, {writes} writes");
+        let reopened = Registry::open(dir.path()).unwrap();
+        for t in &tokens {
+            assert!(reopened.authenticate(t).is_some());
+        }
+        assert_eq!(reopened.list().len(), 64);
+    }
+
+    #[test]
+    fn a_failed_write_acknowledges_nothing_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let (ta, _) = reg.enroll(enrollment("a"), false).unwrap();
+        // A directory where the file should go: the rename fails.
+        let file = dir.path().join(FILE_NAME);
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        assert!(matches!(
+            reg.enroll(enrollment("b"), false),
+            Err(RegistryError::Io(_))
+        ));
+        assert!(matches!(reg.remove("a"), Err(RegistryError::Io(_))));
+        assert!(reg.get("b").is_none());
+        assert!(
+            reg.authenticate(&ta).is_some(),
+            "a's removal was not persisted"
+        );
+        std::fs::remove_dir(&file).unwrap();
+        let (tc, _) = reg.enroll(enrollment("c"), false).unwrap();
+        let reopened = Registry::open(dir.path()).unwrap();
+        let names: Vec<String> = reopened.list().iter().map(|i| i.node.clone()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(reopened.authenticate(&ta).is_some());
+        assert!(reopened.authenticate(&tc).is_some());
     }
 
     #[test]

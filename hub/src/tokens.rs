@@ -38,6 +38,21 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The password of an `Authorization: Basic <base64(user:password)>` header value.
+pub fn basic_password(header: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    let (scheme, encoded) = header?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_user, password) = text.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
 /// Resolves a token source: given by the operator, or generated once into `DATA_DIR/<file_name>`
 /// (mode 0600) and read from there on later starts. Returns the token's digest.
 pub fn load(source: &TokenSource, data_dir: &Path, file_name: &str) -> io::Result<TokenHash> {
@@ -84,6 +99,20 @@ mod tests {
         assert_eq!(bearer(Some("Basic abc")), None);
         assert_eq!(bearer(Some("Bearer ")), None);
         assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn basic_header() {
+        // "prometheus:s3cret-metrics-token"
+        let h = "Basic cHJvbWV0aGV1czpzM2NyZXQtbWV0cmljcy10b2tlbg==";
+        assert_eq!(
+            basic_password(Some(h)).as_deref(),
+            Some("s3cret-metrics-token")
+        );
+        assert_eq!(basic_password(Some("Bearer abc")), None);
+        assert_eq!(basic_password(Some("Basic !!!")), None);
+        // "user:" has no password.
+        assert_eq!(basic_password(Some("Basic dXNlcjo=")), None);
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
-use common::*;
 use fleetgate_shared::{Histogram, MetricType, Series, Value};
+use fleetgate_testkit::exposition::lines_with;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::Hub;
 
 async fn expect(resp: reqwest::Response, status: u16, needle: &str) {
     let code = resp.status().as_u16();
@@ -47,7 +47,7 @@ async fn bad_input_is_refused_with_a_named_reason() {
 
     // 401: none, unknown, revoked by re-enrollment.
     let resp = hub
-        .client
+        .client()
         .post(hub.url("/push"))
         .body("x 1\n")
         .send()
@@ -196,7 +196,7 @@ async fn bad_input_is_refused_with_a_named_reason() {
         )
         .await;
     }
-    let info = hub.node_info("bad").await;
+    let info = hub.node("bad").await.unwrap();
     assert!(
         info["last_rejection"]
             .as_str()
@@ -219,7 +219,7 @@ async fn bad_input_is_refused_with_a_named_reason() {
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["quarantined"], serde_json::json!(["good_value"]));
-    let info = hub.node_info("bad").await;
+    let info = hub.node("bad").await.unwrap();
     assert!(
         info["last_rejection"]
             .as_str()
@@ -228,7 +228,7 @@ async fn bad_input_is_refused_with_a_named_reason() {
         "{info}"
     );
     assert_eq!(info["quarantined_families"], 1);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(text.matches("# TYPE good_value ").count(), 1);
     assert!(text.contains("# TYPE good_value gauge"));
     assert_eq!(lines_with(&text, "good_value", "node", "bad").len(), 0);
@@ -262,7 +262,7 @@ async fn bad_input_is_refused_with_a_named_reason() {
 
     // Administration errors.
     expect(
-        hub.remove_node(&hub.admin, "nobody").await,
+        hub.remove_node(&hub.admin_token(), "nobody").await,
         404,
         "unknown node \"nobody\"",
     )
@@ -276,16 +276,16 @@ async fn bad_input_is_refused_with_a_named_reason() {
     expect(hub.remove_node("nope", "bad").await, 401, "").await;
     expect(hub.add_node("nope", "x", &[]).await, 401, "").await;
     expect(
-        hub.add_node(&hub.enroll, "x", &[("instance", "forged")])
+        hub.add_node(&hub.enroll_token(), "x", &[("instance", "forged")])
             .await,
         422,
         "set by the hub",
     )
     .await;
     let resp = hub
-        .client
+        .client()
         .post(hub.url("/add_node"))
-        .bearer_auth(&hub.enroll)
+        .bearer_auth(hub.enroll_token())
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -293,9 +293,9 @@ async fn bad_input_is_refused_with_a_named_reason() {
         .unwrap();
     expect(resp, 400, "").await;
     let resp = hub
-        .client
+        .client()
         .get(hub.url("/nodes"))
-        .bearer_auth(&hub.enroll)
+        .bearer_auth(hub.enroll_token())
         .send()
         .await
         .unwrap();
@@ -303,15 +303,18 @@ async fn bad_input_is_refused_with_a_named_reason() {
     assert_eq!(hub.remove_node(&bad, "bad").await.status(), 200);
     expect(hub.push(&bad, &good()).await, 401, "revoked").await;
     expect(
-        hub.add_node(&hub.enroll, "bad", &[]).await,
+        hub.add_node(&hub.enroll_token(), "bad", &[]).await,
         403,
         "needs the admin token",
     )
     .await;
-    assert_eq!(hub.add_node(&hub.admin, "bad", &[]).await.status(), 200);
+    assert_eq!(
+        hub.add_node(&hub.admin_token(), "bad", &[]).await.status(),
+        200
+    );
 
     // Through all of it the healthy node stayed exposed.
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(
         lines_with(&text, "good_value", "node", "healthy").len(),
         1,

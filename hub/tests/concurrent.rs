@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::*;
 use fleetgate_shared::{MetricType, Value};
+use fleetgate_testkit::exposition::promtool_check_metrics;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::{require_tool, Hub};
 
 const NODES: usize = 16;
 const PUSHES: u64 = 60;
@@ -94,7 +94,7 @@ fn check_scrape(text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scrapes_stay_consistent_under_concurrent_pushes() {
-    let promtool = require("/usr/bin/promtool");
+    let promtool = require_tool("promtool");
     let hub = Hub::start(&[]);
     let mut tokens = Vec::new();
     for n in 0..NODES {
@@ -102,7 +102,7 @@ async fn scrapes_stay_consistent_under_concurrent_pushes() {
     }
     let mut pushers = Vec::new();
     for (n, token) in tokens.into_iter().enumerate() {
-        let client = hub.client.clone();
+        let client = hub.client().clone();
         let url = hub.url("/push");
         pushers.push(tokio::spawn(async move {
             for seq in 1..=PUSHES {
@@ -122,10 +122,10 @@ async fn scrapes_stay_consistent_under_concurrent_pushes() {
     let mut scrapes = 0;
     let mut max_nodes = 0;
     while scrapes < 200 && !pushers.iter().all(|p| p.is_finished()) {
-        let text = hub.metrics().await;
+        let text = hub.metrics_text().await;
         max_nodes = max_nodes.max(check_scrape(&text));
-        if promtool && scrapes % 4 == 0 {
-            let (code, msg) = promtool_check(&text);
+        if let Some(promtool) = promtool.as_deref().filter(|_| scrapes % 4 == 0) {
+            let (code, msg) = promtool_check_metrics(promtool, &text);
             assert_ne!(code, 1, "promtool: {msg}");
         }
         scrapes += 1;
@@ -133,7 +133,7 @@ async fn scrapes_stay_consistent_under_concurrent_pushes() {
     for p in pushers {
         p.await.unwrap();
     }
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(check_scrape(&text), NODES);
     assert!(text.contains(&format!(
         "load_value{{i=\"0\",instance=\"n3\",node=\"n3\"}} {PUSHES}\n"

@@ -7,19 +7,12 @@
 use std::process::Output;
 use std::time::Duration;
 
-mod common;
-
-use common::Hub;
+use fleetgate_testkit::{command, eventually, Binary, Hub};
 use serde_json::Value;
 
 /// Runs `fleetgate-hub ARGS` to completion, with no `FLEETGATE_*` variable but those in `env`.
 fn hub_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetgate-hub"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FLEETGATE_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = command(Binary::Hub);
     cmd.args(args).envs(env.iter().copied());
     cmd.output().unwrap()
 }
@@ -30,25 +23,6 @@ async fn push_text(hub: &Hub, token: &str, text: &str) -> u16 {
         .await
         .status()
         .as_u16()
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, at most `within`.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn code(out: &Output) -> i32 {
@@ -65,7 +39,7 @@ fn stderr(out: &Output) -> String {
 
 /// Runs `fleetgate-hub --data-dir DIR nodes ARGS`, asserts exit 0 and returns stdout.
 fn ok(hub: &Hub, args: &[&str]) -> String {
-    let mut full = vec!["--data-dir", hub.dir.path().to_str().unwrap(), "nodes"];
+    let mut full = vec!["--data-dir", hub.data_dir().to_str().unwrap(), "nodes"];
     full.extend_from_slice(args);
     let out = hub_cli(&full, &[]);
     assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
@@ -74,7 +48,7 @@ fn ok(hub: &Hub, args: &[&str]) -> String {
 
 /// Runs `fleetgate-hub --data-dir DIR nodes ARGS`, asserts exit `want` and returns stderr.
 fn fails(hub: &Hub, args: &[&str], want: i32) -> String {
-    let mut full = vec!["--data-dir", hub.dir.path().to_str().unwrap(), "nodes"];
+    let mut full = vec!["--data-dir", hub.data_dir().to_str().unwrap(), "nodes"];
     full.extend_from_slice(args);
     let out = hub_cli(&full, &[]);
     assert_eq!(
@@ -177,10 +151,10 @@ async fn lists_shows_removes_readmits_and_adds_through_a_running_hub() {
     assert!(err.contains("404") && err.contains("nope"), "{err}");
 
     // Remove: the series leave /metrics at once.
-    assert_eq!(series_of(&hub.metrics().await, "web-01"), 3);
+    assert_eq!(series_of(&hub.metrics_text().await, "web-01"), 3);
     let out = ok(&hub, &["remove", "web-01"]);
     assert!(out.contains("removed"), "{out}");
-    assert_eq!(series_of(&hub.metrics().await, "web-01"), 0);
+    assert_eq!(series_of(&hub.metrics_text().await, "web-01"), 0);
     assert_eq!(push_text(&hub, &web, "a 1\n").await, 401);
     assert_eq!(row(&ok(&hub, &["list"]), "web-01")[1], "removed");
     fails(&hub, &["remove", "nope"], 1);
@@ -188,7 +162,12 @@ async fn lists_shows_removes_readmits_and_adds_through_a_running_hub() {
     // Re-admit: the enrollment token works for the name again; the old token does not.
     let err = fails(&hub, &["readmit", "gpu-01"], 1);
     assert!(err.contains("not removed"), "{err}");
-    assert_eq!(hub.add_node(&hub.enroll, "web-01", &[]).await.status(), 403);
+    assert_eq!(
+        hub.add_node(&hub.enroll_token(), "web-01", &[])
+            .await
+            .status(),
+        403
+    );
     ok(&hub, &["readmit", "web-01"]);
     assert_eq!(row(&ok(&hub, &["list"]), "web-01")[1], "stale");
     assert_eq!(push_text(&hub, &web, "a 1\n").await, 401);
@@ -231,12 +210,12 @@ async fn exit_codes_for_a_wrong_token_no_hub_and_no_settings() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong.token");
     std::fs::write(&wrong, "not-the-admin-token-0123456789\n").unwrap();
-    let data = hub.dir.path().to_str().unwrap().to_string();
+    let data = hub.data_dir().to_str().unwrap().to_string();
     let data = data.as_str();
 
     // The URL and token from the environment, without a data dir.
-    let url = format!("http://{}", hub.addr);
-    let admin = hub.admin.clone();
+    let url = hub.base_url();
+    let admin = hub.admin_token();
     let env = [
         ("FLEETGATE_HUB_URL", url.as_str()),
         ("FLEETGATE_ADMIN_TOKEN", admin.as_str()),
@@ -329,8 +308,7 @@ async fn exit_codes_for_a_wrong_token_no_hub_and_no_settings() {
         (stdout(&out).contains("\"n\"")).then_some(())
     })
     .await;
-    hub.child.kill().unwrap();
-    hub.child.wait().unwrap();
+    hub.kill9();
     let out = hub_cli(&["nodes", "--data-dir", data, "list"], &[]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
 }

@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use fleetgate_shared::MetricType;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::{require_tool, Hub};
 
 struct Prometheus {
     child: Child,
@@ -33,7 +33,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_prometheus(target: &str) -> Prometheus {
+fn start_prometheus(prometheus: &Path, target: &str) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -45,7 +45,7 @@ fn start_prometheus(target: &str) -> Prometheus {
     )
     .unwrap();
     let port = free_port();
-    let child = Command::new("/usr/bin/prometheus")
+    let child = Command::new(prometheus)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -96,9 +96,9 @@ async fn wait_for(client: &reqwest::Client, prom: &str, metric: &str, want: &[&s
 
 #[tokio::test]
 async fn prometheus_sees_each_node_and_forgets_removed_ones() {
-    if !require("/usr/bin/prometheus") {
+    let Some(prometheus) = require_tool("prometheus") else {
         return;
-    }
+    };
     let hub = Hub::start(&[]);
     let mut tokens = Vec::new();
     for node in ["gpu-1", "gpu-2", "cpu-1"] {
@@ -115,7 +115,7 @@ async fn prometheus_sees_each_node_and_forgets_removed_ones() {
         assert_eq!(hub.push(&t, &snap).await.status(), 200);
         tokens.push(t);
     }
-    let prom = start_prometheus(&hub.addr);
+    let prom = start_prometheus(&prometheus, hub.addr());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -146,5 +146,5 @@ async fn prometheus_sees_each_node_and_forgets_removed_ones() {
     let own = instances(&client, &prom.url, "fleetgate_hub_pushes_total")
         .await
         .unwrap();
-    assert_eq!(own, vec![hub.addr.as_str()]);
+    assert_eq!(own, vec![hub.addr()]);
 }

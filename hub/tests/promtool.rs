@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
-use common::*;
 use fleetgate_shared::{Bucket, Histogram, MetricType, Quantile, Series, Summary, Value};
+use fleetgate_testkit::exposition::promtool_check_metrics;
+use fleetgate_testkit::snapshot::{family, labels, scalar, snapshot};
+use fleetgate_testkit::{require_tool, Hub};
 
 const NASTY: &str = "quote\" back\\slash new\nline ünïcødé ✓ {}=,";
 
@@ -93,9 +93,9 @@ fn families(node: usize) -> Vec<fleetgate_shared::Family> {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    if !require("/usr/bin/promtool") {
+    let Some(promtool) = require_tool("promtool") else {
         return;
-    }
+    };
     let hub = Hub::start(&[]);
     for n in 0..12 {
         let node = format!("node-ü-{n}");
@@ -111,8 +111,8 @@ async fn promtool_accepts_the_exposition() {
         let resp = hub.push(&token, &snapshot(1, 60_000, families(n))).await;
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
-    let text = hub.metrics().await;
-    let (code, msg) = promtool_check(&text);
+    let text = hub.metrics_text().await;
+    let (code, msg) = promtool_check_metrics(&promtool, &text);
     assert_ne!(code, 1, "promtool found a parse error: {msg}\n{text}");
     assert_eq!(code, 0, "promtool lint: {msg}");
 
@@ -165,7 +165,7 @@ async fn promtool_accepts_the_exposition() {
 
     // Gzip when asked.
     let resp = hub
-        .client
+        .client()
         .get(hub.url("/metrics"))
         .header("accept-encoding", "gzip")
         .send()

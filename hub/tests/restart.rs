@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use fleetgate_shared::MetricType;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::Hub;
 
 fn snap(seq: u64) -> fleetgate_shared::Snapshot {
     snapshot(
@@ -28,14 +27,14 @@ async fn kill9_keeps_identities_and_tokens() {
     let a = hub.enroll("a", &[("node_type", "gpu")]).await;
     let b = hub.enroll("b", &[]).await;
     assert_eq!(hub.push(&a, &snap(1)).await.status(), 200);
-    assert_eq!(hub.remove_node(&hub.admin, "b").await.status(), 200);
+    assert_eq!(hub.remove_node(&hub.admin_token(), "b").await.status(), 200);
 
     // Enrollments racing with a kill -9: each one that was acknowledged must survive.
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let client = hub.client.clone();
+        let client = hub.client().clone();
         let url = hub.url("/add_node");
-        let token = hub.enroll.clone();
+        let token = hub.enroll_token();
         tasks.push(tokio::spawn(async move {
             let node = format!("racer-{i}");
             let resp = client
@@ -53,7 +52,7 @@ async fn kill9_keeps_identities_and_tokens() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let admin_before = hub.admin.clone();
+    let admin_before = hub.admin_token();
     hub.kill9_and_restart();
     let mut acknowledged = Vec::new();
     for t in tasks {
@@ -66,12 +65,7 @@ async fn kill9_keeps_identities_and_tokens() {
         acknowledged.len()
     );
 
-    assert_eq!(
-        std::fs::read_to_string(hub.dir.path().join("admin.token"))
-            .unwrap()
-            .trim(),
-        admin_before
-    );
+    assert_eq!(hub.admin_token(), admin_before);
     assert_eq!(
         hub.push(&a, &snap(2)).await.status(),
         200,
@@ -86,11 +80,11 @@ async fn kill9_keeps_identities_and_tokens() {
         let resp = hub.push(token, &snap(1)).await;
         assert_eq!(resp.status(), 200, "{node}: {}", resp.text().await.unwrap());
     }
-    let info = hub.node_info("a").await;
+    let info = hub.node("a").await.unwrap();
     assert_eq!(info["labels"]["node_type"], "gpu");
     assert_eq!(info["hostname"], "a.example");
-    assert_eq!(hub.node_info("b").await["state"], "removed");
-    let text = hub.metrics().await;
+    assert_eq!(hub.node("b").await.unwrap()["state"], "removed");
+    let text = hub.metrics_text().await;
     assert!(
         text.contains("restart_value{instance=\"a\",node=\"a\",node_type=\"gpu\"} 2\n"),
         "{text}"

@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use fleetgate_shared::MetricType;
+use fleetgate_testkit::exposition::lines_with;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::Hub;
 
 #[tokio::test]
 async fn stale_nodes_drop_out_and_come_back() {
@@ -29,7 +29,7 @@ async fn stale_nodes_drop_out_and_come_back() {
     // 200 ms interval: stale after 600 ms. The steady node declares a minute.
     assert_eq!(hub.push(&fast, &snap(1, 200)).await.status(), 200);
     assert_eq!(hub.push(&steady, &snap(1, 60_000)).await.status(), 200);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(
         lines_with(&text, "stale_value", "node", "fast").len(),
         1,
@@ -39,7 +39,7 @@ async fn stale_nodes_drop_out_and_come_back() {
 
     let start = Instant::now();
     let text = loop {
-        let text = hub.metrics().await;
+        let text = hub.metrics_text().await;
         if lines_with(&text, "stale_value", "node", "fast").is_empty() {
             break text;
         }
@@ -69,13 +69,13 @@ async fn stale_nodes_drop_out_and_come_back() {
         text.contains("fleetgate_hub_nodes{state=\"stale\"} 1"),
         "{text}"
     );
-    let info = hub.node_info("fast").await;
+    let info = hub.node("fast").await.unwrap();
     assert_eq!(info["state"], "stale");
     assert!(info["last_push"].as_f64().unwrap() > 1.0e9);
-    assert_eq!(hub.node_info("steady").await["state"], "up");
+    assert_eq!(hub.node("steady").await.unwrap()["state"], "up");
 
     assert_eq!(hub.push(&fast, &snap(2, 60_000)).await.status(), 200);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(lines_with(&text, "stale_value", "node", "fast").len(), 1);
-    assert_eq!(hub.node_info("fast").await["state"], "up");
+    assert_eq!(hub.node("fast").await.unwrap()["state"], "up");
 }

@@ -3,12 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use fleetgate_testkit::exposition::lines_with;
+use fleetgate_testkit::{require_tool, Hub};
 
 const BODY: &str = "# HELP script_jobs_total Jobs done.\n# TYPE script_jobs_total counter\nscript_jobs_total{queue=\"a\"} 3\nscript_jobs_total{queue=\"b\"} 4\nscript_temp 21.5\n";
 
@@ -19,8 +18,9 @@ async fn text_pushes_plain_gzip_and_zstd() {
     let gz = hub.enroll("gzip-node", &[]).await;
     let zs = hub.enroll("zstd-node", &[]).await;
 
-    if require("/usr/bin/curl") {
-        let mut child = Command::new("/usr/bin/curl")
+    let curl = require_tool("curl");
+    if let Some(curl) = &curl {
+        let mut child = Command::new(curl)
             .args(["-sS", "--fail-with-body", "--data-binary", "@-", "-H"])
             .arg(format!("Authorization: Bearer {plain}"))
             .arg(hub.url("/push"))
@@ -64,10 +64,10 @@ async fn text_pushes_plain_gzip_and_zstd() {
         .await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
 
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     let fams = fleetgate_shared::text::parse(&text).unwrap();
     let jobs = fams.iter().find(|f| f.name == "script_jobs_total").unwrap();
-    let expected_nodes = if require("/usr/bin/curl") { 3 } else { 2 };
+    let expected_nodes = if curl.is_some() { 3 } else { 2 };
     assert_eq!(jobs.series.len(), 2 * expected_nodes, "{text}");
     assert_eq!(text.matches("# TYPE script_jobs_total counter").count(), 1);
     for node in ["gzip-node", "zstd-node"] {

@@ -3,22 +3,21 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use fleetgate_shared::MetricType;
+use fleetgate_testkit::snapshot::{family, scalar, snapshot};
+use fleetgate_testkit::{require_tool, Hub};
 
 #[tokio::test]
 async fn serves_https_with_the_given_certificate() {
-    if !require("/usr/bin/openssl") {
+    let Some(openssl_bin) = require_tool("openssl") else {
         return;
-    }
+    };
     let certs = tempfile::tempdir().unwrap();
     let path = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
     let openssl = |args: &[&str]| {
-        let status = Command::new("/usr/bin/openssl")
+        let status = Command::new(&openssl_bin)
             .args(args)
             .stderr(std::process::Stdio::null())
             .status()
@@ -86,11 +85,7 @@ async fn serves_https_with_the_given_certificate() {
     ]);
     let mut hub = Hub::start(&["--tls-cert", &cert, "--tls-key", &key]);
     let pem = std::fs::read(&ca).unwrap();
-    hub.client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    hub.scheme = "https";
+    hub.use_tls(&pem);
     let token = hub.enroll("tls-node", &[]).await;
     let snap = snapshot(
         1,
@@ -103,13 +98,13 @@ async fn serves_https_with_the_given_certificate() {
     );
     assert_eq!(hub.push(&token, &snap).await.status(), 200);
     assert!(hub
-        .metrics()
+        .metrics_text()
         .await
         .contains("tls_value{instance=\"tls-node\",node=\"tls-node\"} 3\n"));
 
     // Plain HTTP to the TLS port does not get metrics.
     let plain = reqwest::Client::new()
-        .get(format!("http://{}/metrics", hub.addr))
+        .get(format!("http://{}/metrics", hub.addr()))
         .send()
         .await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));

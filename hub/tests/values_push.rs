@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod common;
-
-use common::*;
 use fleetgate_shared::{
     encode_values, layout_hash, sample_values, Bucket, Family, Histogram, MetricType, Quantile,
     Series, Snapshot, Summary, Value, ValuesHeader, VALUES_CONTENT_TYPE,
 };
+use fleetgate_testkit::snapshot::{family, labels, scalar, snapshot};
+use fleetgate_testkit::Hub;
 
 /// A snapshot whose values all derive from `x`: a counter, a float gauge, a histogram and a
 /// summary, in an order that is not sorted by name.
@@ -125,7 +124,7 @@ async fn values_push_shows_what_a_full_push_would() {
     assert_eq!(status, 200, "{body}");
     // Node b gets the same values as a full push: both nodes must show the same lines.
     assert_eq!(hub.push(&b, &second).await.status(), 200);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     let shown = node_lines(&text, "a");
     assert_eq!(shown.len(), 2 + 1 + 5 + 3, "{shown:#?}");
     assert_eq!(shown, node_lines(&text, "b"));
@@ -156,7 +155,7 @@ async fn values_push_shows_what_a_full_push_would() {
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(hub.push(&b, &third).await.status(), 200);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(node_lines(&text, "a"), node_lines(&text, "b"));
     assert!(node_lines(&text, "a")
         .iter()
@@ -175,7 +174,7 @@ async fn values_pushes_that_do_not_fit_are_409_and_change_nothing() {
 
     let base = snap(40, 1.0);
     assert_eq!(hub.push(&a, &base).await.status(), 200);
-    let before = node_lines(&hub.metrics().await, "a");
+    let before = node_lines(&hub.metrics_text().await, "a");
 
     let (status, body) = push_values(&hub, &a, values_body(&base, &snap(42, 2.0), 41)).await;
     assert_eq!(
@@ -194,7 +193,7 @@ async fn values_pushes_that_do_not_fit_are_409_and_change_nothing() {
     assert!(body.contains("checksum"), "{body}");
     let (status, _) = push_values(&hub, &a, b"FGSV\x01garbage".to_vec()).await;
     assert_eq!(status, 400);
-    let text = hub.metrics().await;
+    let text = hub.metrics_text().await;
     assert_eq!(node_lines(&text, "a"), before);
     assert_eq!(counter(&text, "conflict"), 4.0);
 
@@ -202,20 +201,20 @@ async fn values_pushes_that_do_not_fit_are_409_and_change_nothing() {
     hub.kill9_and_restart();
     let (status, body) = push_values(&hub, &a, values_body(&base, &snap(41, 2.0), 40)).await;
     assert_eq!((status, body.trim()), (409, "no base snapshot"));
-    assert!(node_lines(&hub.metrics().await, "a").is_empty());
+    assert!(node_lines(&hub.metrics_text().await, "a").is_empty());
     assert_eq!(hub.push(&a, &base).await.status(), 200);
     let (status, body) = push_values(&hub, &a, values_body(&base, &snap(41, 2.0), 40)).await;
     assert_eq!(status, 200, "{body}");
 
     // So does removal: the old token is revoked, the new enrollment has no base.
-    assert_eq!(hub.remove_node(&hub.admin, "a").await.status(), 200);
+    assert_eq!(hub.remove_node(&hub.admin_token(), "a").await.status(), 200);
     let (status, _) = push_values(&hub, &a, values_body(&base, &snap(42, 2.0), 41)).await;
     assert_eq!(status, 401);
-    let resp = hub.add_node(&hub.admin, "a", &[]).await;
+    let resp = hub.add_node(&hub.admin_token(), "a", &[]).await;
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     let a2 = v["token"].as_str().unwrap().to_string();
     let (status, body) = push_values(&hub, &a2, values_body(&base, &snap(42, 2.0), 41)).await;
     assert_eq!((status, body.trim()), (409, "no base snapshot"));
-    assert!(node_lines(&hub.metrics().await, "a").is_empty());
+    assert!(node_lines(&hub.metrics_text().await, "a").is_empty());
 }

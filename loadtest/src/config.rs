@@ -27,7 +27,7 @@ pub struct Config {
     /// Containers per node (about 40 cAdvisor series each).
     #[arg(long, env = "FLEETGATE_LOADTEST_CONTAINERS", default_value_t = 4)]
     pub containers: usize,
-    /// GPUs per node (20 DCGM series each).
+    /// GPUs per node (one series of each of the agent's 28 DCGM families per GPU).
     #[arg(long, env = "FLEETGATE_LOADTEST_GPUS", default_value_t = 2)]
     pub gpus: usize,
     /// Push interval of every node.
@@ -112,9 +112,28 @@ pub struct Config {
     /// Small and short (20 nodes, 2 s interval, 8 s per system): a smoke test under a minute.
     #[arg(long)]
     pub quick: bool,
+    /// Fail (exit 1) when Fleetgate fails more than N pushes in the steady phase of any run.
+    #[arg(long, value_name = "N")]
+    pub max_failed: Option<u64>,
+    /// Fail when Fleetgate's push p99 in the steady phase of any run is above this (`50ms`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_p99: Option<Duration>,
+    /// Fail when Fleetgate's steady-state ingest is below R times Pushgateway's in the same run
+    /// (needs both systems).
+    #[arg(long, value_name = "R")]
+    pub min_ingest_ratio: Option<f64>,
 }
 
 impl Config {
+    /// The pass/fail limits given.
+    pub fn thresholds(&self) -> crate::thresholds::Thresholds {
+        crate::thresholds::Thresholds {
+            max_failed: self.max_failed,
+            max_p99: self.max_p99,
+            min_ingest_ratio: self.min_ingest_ratio,
+        }
+    }
+
     /// Applies `--quick` over the defaults.
     pub fn effective(mut self) -> Self {
         if self.quick {

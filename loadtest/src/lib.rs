@@ -2,6 +2,7 @@
 //! own client to a hub it starts, the same workload against Prometheus Pushgateway, and the
 //! figures side by side (table, JSON, sweep chart).
 
+pub mod campaign;
 pub mod chart;
 pub mod config;
 pub mod latency;
@@ -10,6 +11,7 @@ pub mod procstat;
 pub mod replicas;
 pub mod report;
 pub mod run;
+pub mod thresholds;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -46,6 +48,8 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
             bail!("unknown system {s:?} in --systems (fleetgate, pushgateway)");
         }
     }
+    let thresholds = config.thresholds();
+    thresholds.validate(&config.systems)?;
     if let Some(urls) = &config.hub_url {
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
             let host = url
@@ -102,6 +106,7 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
         chart::draw(&config.chart, &sweep)?;
         eprintln!("chart written to {}", config.chart.display());
     }
+    let missed: Vec<String> = sweep.iter().flat_map(|c| thresholds.missed(c)).collect();
     if let Some(path) = &config.json {
         let last = sweep.last().cloned();
         let doc = Document {
@@ -109,11 +114,22 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
             fleetgate: last.as_ref().and_then(|c| c.fleetgate.clone()),
             pushgateway: last.as_ref().and_then(|c| c.pushgateway.clone()),
             ratios: last.as_ref().map(report::ratios).unwrap_or_default(),
+            missed_thresholds: missed.clone(),
             sweep,
         };
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("figures written to {}", path.display());
+    }
+    if !missed.is_empty() {
+        for m in &missed {
+            eprintln!("threshold missed: {m}");
+        }
+        bail!(
+            "{} threshold(s) missed: {}",
+            missed.len(),
+            missed.join("; ")
+        );
     }
     Ok(())
 }

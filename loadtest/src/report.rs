@@ -104,6 +104,8 @@ pub struct Document {
     pub pushgateway: Option<Figures>,
     /// fleetgate / pushgateway for the headline figures.
     pub ratios: BTreeMap<String, f64>,
+    /// Every `--max-failed`, `--max-p99` or `--min-ingest-ratio` limit a run missed.
+    pub missed_thresholds: Vec<String>,
     /// Every node count of a sweep, in order.
     pub sweep: Vec<Comparison>,
 }

@@ -23,13 +23,13 @@ pub struct Shape {
     pub filesystems: usize,
     /// Docker containers (cAdvisor series per container).
     pub containers: usize,
-    /// GPUs (DCGM series per GPU).
+    /// GPUs (one series of each of the agent's DCGM families per GPU).
     pub gpus: usize,
 }
 
 impl Shape {
     /// A host with `cpus` CPUs, `containers` containers and `gpus` GPUs; 16, 4 and 2 make about
-    /// 1,000 series (770 node_exporter, 168 cAdvisor, 40 DCGM).
+    /// 1,000 series (770 node_exporter, 168 cAdvisor, 62 DCGM).
     pub fn with(cpus: usize, containers: usize, gpus: usize) -> Self {
         Shape {
             cpus,
@@ -870,7 +870,12 @@ fn container(b: &mut Builder, c: usize) {
     }
 }
 
-/// dcgm-exporter families of GPU number `g` (20 series).
+/// The DCGM driver version on every GPU series: the one of the H100 the agent's raw NVML
+/// readings were recorded on (`agent/tests/fixtures/gpu/h100_80gb_hbm3_load.json`).
+const GPU_DRIVER_VERSION: &str = "580.159.04";
+
+/// dcgm-exporter families of GPU number `g`: every family of the agent's GPU collector, with its
+/// type and HELP text (`fleetgate_agent::collectors::gpu::dcgm::families`), one series each.
 fn gpu(b: &mut Builder, g: usize) {
     let labels: Vec<(&str, LabelValue)> = vec![
         ("gpu", fx(g.to_string())),
@@ -882,44 +887,49 @@ fn gpu(b: &mut Builder, g: usize) {
         ("device", fx(format!("nvidia{g}"))),
         ("modelName", fx("NVIDIA H100 80GB HBM3")),
         ("Hostname", LabelValue::Node(NodeValue::Name)),
-        ("DCGM_FI_DRIVER_VERSION", fx("550.54.15")),
+        ("DCGM_FI_DRIVER_VERSION", fx(GPU_DRIVER_VERSION)),
     ];
-    for (name, kind, m) in [
-        ("DCGM_FI_DEV_SM_CLOCK", G, gauge(1755.0, 200.0, 1.0)),
-        ("DCGM_FI_DEV_MEM_CLOCK", G, Motion::Const(2619.0)),
-        ("DCGM_FI_DEV_GPU_TEMP", G, gauge(55.0, 10.0, 1.0)),
-        ("DCGM_FI_DEV_MEMORY_TEMP", G, gauge(60.0, 8.0, 1.0)),
-        ("DCGM_FI_DEV_POWER_USAGE", G, gauge(400.0, 150.0, 0.001)),
-        (
-            "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-            C,
-            counter(1.0e12, 4.0e5, 1.0),
-        ),
-        ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", C, Motion::Const(0.0)),
-        ("DCGM_FI_DEV_GPU_UTIL", G, gauge(60.0, 35.0, 1.0)),
-        ("DCGM_FI_DEV_MEM_COPY_UTIL", G, gauge(30.0, 20.0, 1.0)),
-        ("DCGM_FI_DEV_ENC_UTIL", G, Motion::Const(0.0)),
-        ("DCGM_FI_DEV_DEC_UTIL", G, Motion::Const(0.0)),
-        ("DCGM_FI_DEV_XID_ERRORS", G, Motion::Const(0.0)),
-        ("DCGM_FI_DEV_FB_FREE", G, gauge(3.0e4, 1.0e4, 1.0)),
-        ("DCGM_FI_DEV_FB_USED", G, gauge(5.0e4, 1.0e4, 1.0)),
-        ("DCGM_FI_DEV_FB_RESERVED", G, Motion::Const(561.0)),
-        (
-            "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-            C,
-            Motion::Const(0.0),
-        ),
-        (
-            "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-            C,
-            Motion::Const(0.0),
-        ),
-        ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", G, gauge(0.6, 0.3, 1e-6)),
-        ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", G, gauge(0.3, 0.2, 1e-6)),
-        ("DCGM_FI_PROF_DRAM_ACTIVE", G, gauge(0.4, 0.2, 1e-6)),
-    ] {
-        b.series(name, "DCGM field.", kind, &labels, m);
+    for family in fleetgate_agent::collectors::gpu::dcgm::families() {
+        // A family without a modelled motion stays at 0 (a unit test requires one for each).
+        let motion = gpu_motion(family.name).unwrap_or(Motion::Const(0.0));
+        b.series(family.name, family.help, family.kind, &labels, motion);
     }
+}
+
+/// How a busy H100's value of `family` moves, in dcgm-exporter's units: modelled, not measured.
+fn gpu_motion(family: &str) -> Option<Motion> {
+    Some(match family {
+        "DCGM_FI_DEV_SM_CLOCK" => gauge(1755.0, 200.0, 1.0),
+        "DCGM_FI_DEV_MEM_CLOCK" => Motion::Const(2619.0),
+        "DCGM_FI_DEV_MEMORY_TEMP" => gauge(60.0, 8.0, 1.0),
+        "DCGM_FI_DEV_GPU_TEMP" => gauge(55.0, 10.0, 1.0),
+        "DCGM_FI_DEV_POWER_USAGE" => gauge(400.0, 150.0, 0.001),
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" => counter(1.0e12, 4.0e5, 1.0),
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER" => Motion::Const(0.0),
+        "DCGM_FI_DEV_GPU_UTIL" => gauge(60.0, 35.0, 1.0),
+        "DCGM_FI_DEV_MEM_COPY_UTIL" => gauge(30.0, 20.0, 1.0),
+        "DCGM_FI_DEV_ENC_UTIL" | "DCGM_FI_DEV_DEC_UTIL" => Motion::Const(0.0),
+        "DCGM_FI_DEV_XID_ERRORS" => Motion::Const(0.0),
+        "DCGM_FI_DEV_FB_FREE" => gauge(3.0e4, 1.0e4, 1.0),
+        "DCGM_FI_DEV_FB_USED" => gauge(5.0e4, 1.0e4, 1.0),
+        "DCGM_FI_DEV_FB_RESERVED" => Motion::Const(561.0),
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"
+        | "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
+        | "DCGM_FI_DEV_ROW_REMAP_FAILURE"
+        | "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"
+        | "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+        | "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" => Motion::Const(0.0),
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE" => gauge(0.6, 0.3, 1e-6),
+        "DCGM_FI_PROF_SM_ACTIVE" => gauge(0.5, 0.3, 1e-6),
+        "DCGM_FI_PROF_SM_OCCUPANCY" => gauge(0.2, 0.1, 1e-6),
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE" => gauge(0.3, 0.2, 1e-6),
+        "DCGM_FI_PROF_DRAM_ACTIVE" => gauge(0.4, 0.2, 1e-6),
+        "DCGM_FI_PROF_PIPE_FP64_ACTIVE" | "DCGM_FI_PROF_PIPE_FP16_ACTIVE" => Motion::Const(0.0),
+        "DCGM_FI_PROF_PIPE_FP32_ACTIVE" => gauge(0.05, 0.03, 1e-6),
+        "DCGM_FI_PROF_PCIE_TX_BYTES" => gauge(1.2e9, 8.0e8, 1.0),
+        "DCGM_FI_PROF_PCIE_RX_BYTES" => gauge(2.8e9, 1.5e9, 1.0),
+        _ => return None,
+    })
 }
 
 const MEMINFO: [&str; 52] = [
@@ -1037,6 +1047,25 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), snap.families.len());
+    }
+
+    #[test]
+    fn every_gpu_family_of_the_agent_is_modelled() {
+        let families = fleetgate_agent::collectors::gpu::dcgm::families();
+        for f in families {
+            assert!(gpu_motion(f.name).is_some(), "no motion for {}", f.name);
+        }
+        let w = Workload::new(Shape::with(1, 0, 2), 15.0);
+        let snap = w.snapshot(0, "n0", 1);
+        for f in families {
+            let got = snap
+                .families
+                .iter()
+                .find(|x| x.name == f.name)
+                .expect(f.name);
+            assert_eq!((got.kind, got.help.as_str()), (f.kind, f.help));
+            assert_eq!(got.series.len(), 2, "{}: one series per GPU", f.name);
+        }
     }
 
     #[test]

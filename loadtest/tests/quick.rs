@@ -1,52 +1,43 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
-//! must ingest, and Fleetgate must not fail a single push. Then Fleetgate alone with full
-//! snapshots and with values pushes: the latter must fail nothing and send fewer bytes.
+//! must ingest, and Fleetgate must meet the thresholds the test command gives it. Then Fleetgate
+//! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
+//! bytes. With two hubs every node pushes to both. And a run against a hub that refuses every
+//! push must fail, naming the threshold.
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const PUSHGATEWAY: &str = "/usr/bin/prometheus-pushgateway";
+use fleetgate_testkit::{binary, require_tool, Binary, Hub};
 
-/// The hub binary: `$CARGO_TARGET_DIR` or `<workspace>/target`, release before debug.
-fn hub_binary() -> Option<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut dirs = Vec::new();
-    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
-        dirs.push(PathBuf::from(dir));
-    }
-    dirs.push(workspace.join("target"));
-    dirs.iter()
-        .flat_map(|d| ["release", "debug"].map(|p| d.join(p).join("fleetgate-hub")))
-        .find(|p| p.is_file())
-}
-
-/// Skips loudly, or fails when `CI=true`.
-fn missing(what: &str) {
-    let msg = format!("SKIPPED loadtest quick: {what}");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} (required when CI=true)");
-    }
-    eprintln!("\n!!! {msg} !!!\n");
-}
-
-/// Runs `fleetgate-loadtest --quick --hub-bin <hub> <extra>` and returns its `--json` figures.
-fn run_quick(hub: &Path, extra: &[&str]) -> serde_json::Value {
+/// Runs `fleetgate-loadtest --quick <args> --json <tmp>` to its end (bounded: `--quick` takes
+/// well under a minute; the bound only guards against a hang) and returns its output and, when
+/// it wrote them, its figures.
+fn run_quick(args: &[&str]) -> (Output, Option<serde_json::Value>) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("figures.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetgate-loadtest"))
+    let mut child = Command::new(binary(Binary::Loadtest))
         .arg("--quick")
-        .arg("--hub-bin")
-        .arg(hub)
-        .args(extra)
+        .args(args)
         .arg("--json")
         .arg(&json)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // --quick finishes in well under a minute; the bound only guards against a hang.
+    // Read both pipes on their own threads, so a chatty run cannot block on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut s).map(|_| s)
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut s).map(|_| s)
+    });
     let deadline = Instant::now() + Duration::from_secs(240);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -55,25 +46,50 @@ fn run_quick(hub: &Path, extra: &[&str]) -> serde_json::Value {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("fleetgate-loadtest --quick {extra:?} did not finish within 240 s");
+            panic!("fleetgate-loadtest --quick {args:?} did not finish within 240 s");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap().unwrap(),
+        stderr: err.join().unwrap().unwrap(),
+    };
+    let figures = std::fs::read(&json)
+        .ok()
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap());
+    (output, figures)
+}
+
+/// `run_quick` that must succeed; returns the figures.
+fn passing(args: &[&str]) -> serde_json::Value {
+    let (out, figures) = run_quick(args);
     assert!(
-        status.success(),
-        "fleetgate-loadtest --quick {extra:?} exited with {status}"
+        out.status.success(),
+        "fleetgate-loadtest --quick {args:?} exited with {}:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    figures.expect("--json written")
+}
+
+fn hub_bin() -> String {
+    binary(Binary::Hub).display().to_string()
 }
 
 #[test]
 fn values_pushes_fail_nothing_and_send_fewer_bytes() {
-    let Some(hub) = hub_binary() else {
-        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
-        return;
-    };
-    let full = run_quick(&hub, &["--systems", "fleetgate", "--push", "full"]);
-    let values = run_quick(&hub, &["--systems", "fleetgate", "--push", "values"]);
+    let hub = hub_bin();
+    let common = [
+        "--hub-bin",
+        &hub,
+        "--systems",
+        "fleetgate",
+        "--max-failed",
+        "0",
+    ];
+    let full = passing(&[&common[..], &["--push", "full"]].concat());
+    let values = passing(&[&common[..], &["--push", "values"]].concat());
     let (full, values) = (&full["fleetgate"], &values["fleetgate"]);
     assert_eq!(values["failed_pushes"].as_u64(), Some(0), "{values}");
     assert!(values["pushes"].as_u64().unwrap() > 0);
@@ -94,16 +110,21 @@ fn values_pushes_fail_nothing_and_send_fewer_bytes() {
 }
 
 #[test]
-fn quick_mode_measures_both_systems() {
-    let Some(hub) = hub_binary() else {
-        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
+fn quick_mode_measures_both_systems_and_meets_its_thresholds() {
+    let Some(pushgateway) = require_tool("prometheus-pushgateway") else {
         return;
     };
-    if !Path::new(PUSHGATEWAY).is_file() {
-        missing("no /usr/bin/prometheus-pushgateway (Debian package prometheus-pushgateway)");
-        return;
-    }
-    let doc = run_quick(&hub, &["--pushgateway-bin", PUSHGATEWAY]);
+    let (hub, pgw) = (hub_bin(), pushgateway.display().to_string());
+    let doc = passing(&[
+        "--hub-bin",
+        &hub,
+        "--pushgateway-bin",
+        &pgw,
+        "--max-failed",
+        "0",
+        "--min-ingest-ratio",
+        "0.9",
+    ]);
     for system in ["fleetgate", "pushgateway"] {
         let f = &doc[system];
         assert!(f.is_object(), "{system} missing from {doc}");
@@ -131,12 +152,9 @@ fn quick_mode_measures_both_systems() {
         assert!(f["rss_bytes"].as_u64().unwrap() > 0);
     }
     let fg = &doc["fleetgate"];
-    assert_eq!(
-        fg["failed_pushes"].as_u64(),
-        Some(0),
-        "fleetgate failed pushes: {fg}"
-    );
-    assert!(fg["pushes"].as_u64().unwrap() > 0);
+    assert_eq!(fg["failed_pushes"].as_u64(), Some(0), "{fg}");
+    assert_eq!(doc["missed_thresholds"], serde_json::json!([]));
+    assert!(doc["ratios"]["ingest_samples_per_sec"].as_f64().unwrap() >= 0.9);
     // The pushed series reached /metrics (allowing for a node the hub may consider stale).
     let expected = fg["nodes"].as_u64().unwrap() * fg["series_per_node"].as_u64().unwrap();
     assert!(
@@ -156,11 +174,8 @@ fn quick_mode_measures_both_systems() {
 
 #[test]
 fn every_node_pushes_to_every_hub() {
-    let Some(hub) = hub_binary() else {
-        missing("no fleetgate-hub binary; run `cargo build -p fleetgate-hub` (or --release) first");
-        return;
-    };
-    let doc = run_quick(&hub, &["--hubs", "2", "--push", "values"]);
+    let hub = hub_bin();
+    let doc = passing(&["--hub-bin", &hub, "--hubs", "2", "--push", "values"]);
     let hubs = doc["hubs"].as_array().unwrap();
     assert_eq!(hubs.len(), 2, "{doc}");
     assert_ne!(hubs[0]["hub"], hubs[1]["hub"]);
@@ -176,4 +191,43 @@ fn every_node_pushes_to_every_hub() {
         );
         assert!(h["scrape_series"].as_u64().unwrap() > 0, "{h}");
     }
+}
+
+#[test]
+fn a_missed_threshold_fails_the_run_and_names_it() {
+    // A real hub that enrolls every node but refuses each of their pushes (more series than it
+    // allows per node): every push of the run fails.
+    let hub = Hub::start(&["--max-series-per-node", "10"]);
+    let token_file = hub.enroll_token_file().display().to_string();
+    let (out, figures) = run_quick(&[
+        "--systems",
+        "fleetgate",
+        "--hub-url",
+        &hub.base_url(),
+        "--enroll-token-file",
+        &token_file,
+        "--saturate",
+        "0s",
+        "--max-failed",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("threshold missed: --max-failed 0: fleetgate failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"rejected\""), "{stderr}");
+    // The figures are written all the same, with what was missed.
+    let doc = figures.expect("--json written");
+    let failed = doc["fleetgate"]["failed_pushes"].as_u64().unwrap();
+    assert!(failed > 0, "{doc}");
+    assert_eq!(doc["fleetgate"]["pushes"].as_u64(), Some(0), "{doc}");
+    assert_eq!(doc["missed_thresholds"].as_array().unwrap().len(), 1);
+
+    // Limits that cannot be judged are refused before anything runs.
+    let (out, _) = run_quick(&["--systems", "fleetgate", "--min-ingest-ratio", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("add pushgateway to --systems"), "{stderr}");
 }

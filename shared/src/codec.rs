@@ -50,8 +50,7 @@ pub(crate) fn frame(magic: [u8; 4], version: u8, payload: &[u8], level: i32) -> 
 /// go past `max_decompressed` bytes.
 pub(crate) fn unframe(
     body: &[u8],
-    magic: [u8; 4],
-    version: u8,
+    (kind, magic, version): (&'static str, [u8; 4], u8),
     max_decompressed: usize,
 ) -> Result<Vec<u8>, WireError> {
     if body.len() < magic.len() + 1 || body[..magic.len()] != magic {
@@ -59,7 +58,11 @@ pub(crate) fn unframe(
     }
     let found = body[magic.len()];
     if found != version {
-        return Err(WireError::UnsupportedVersion(found));
+        return Err(WireError::UnsupportedVersion {
+            kind,
+            found,
+            supported: version,
+        });
     }
     decompress_capped(
         ContentEncoding::Zstd,
@@ -70,7 +73,7 @@ pub(crate) fn unframe(
 
 /// Decodes an encoded snapshot, refusing to decompress past `max_decompressed` bytes.
 pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Snapshot, WireError> {
-    let payload = unframe(body, MAGIC, VERSION, max_decompressed)?;
+    let payload = unframe(body, ("snapshot", MAGIC, VERSION), max_decompressed)?;
     postcard::from_bytes(&payload).map_err(|e| WireError::Payload(e.to_string()))
 }
 
@@ -230,7 +233,11 @@ mod tests {
         bytes[4] = 9;
         assert_eq!(
             decode(&bytes, 1 << 20),
-            Err(WireError::UnsupportedVersion(9))
+            Err(WireError::UnsupportedVersion {
+                kind: "snapshot",
+                found: 9,
+                supported: VERSION
+            })
         );
     }
 

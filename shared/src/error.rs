@@ -6,9 +6,17 @@ pub enum WireError {
     /// The body does not start with the snapshot magic bytes.
     #[error("not a fleetgate snapshot (bad magic bytes)")]
     BadMagic,
-    /// The snapshot was written by an encoder version this decoder does not know.
-    #[error("unsupported snapshot version {0} (this decoder reads version {v})", v = crate::VERSION)]
-    UnsupportedVersion(u8),
+    /// The message was written by an encoder version this decoder does not know (a newer
+    /// agent): the hub answers 415, and the agent falls back to a format the hub reads.
+    #[error("unsupported {kind} version {found} (this decoder reads version {supported})")]
+    UnsupportedVersion {
+        /// `snapshot` or `values push`.
+        kind: &'static str,
+        /// The version byte of the message.
+        found: u8,
+        /// The one version this decoder reads.
+        supported: u8,
+    },
     /// Decompression would produce more than the configured cap.
     #[error("decompressed body exceeds the limit of {limit} bytes")]
     TooLarge {

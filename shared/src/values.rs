@@ -195,7 +195,11 @@ pub fn encode_values(header: &ValuesHeader, base: &[f64], values: &[f64]) -> Vec
 /// Decodes a values push, refusing to decompress past `max_decompressed` bytes. The values
 /// themselves come from [`ValuesPush::apply`] once the receiver has found the base.
 pub fn decode_values(body: &[u8], max_decompressed: usize) -> Result<ValuesPush, WireError> {
-    let payload = unframe(body, VALUES_MAGIC, VALUES_VERSION, max_decompressed)?;
+    let payload = unframe(
+        body,
+        ("values push", VALUES_MAGIC, VALUES_VERSION),
+        max_decompressed,
+    )?;
     let mut r = Reader {
         bytes: &payload,
         at: 0,
@@ -500,7 +504,11 @@ mod tests {
         assert_eq!(decode_values(b"FGSN\x01", 1024), Err(WireError::BadMagic));
         assert_eq!(
             decode_values(b"FGSV\x07abc", 1024),
-            Err(WireError::UnsupportedVersion(7))
+            Err(WireError::UnsupportedVersion {
+                kind: "values push",
+                found: 7,
+                supported: VALUES_VERSION
+            })
         );
         let mut framed = b"FGSV\x01".to_vec();
         framed.extend(zstd::stream::encode_all(&[1u8, 2, 3][..], 3).unwrap());

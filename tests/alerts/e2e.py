@@ -1,24 +1,27 @@
 """End-to-end proof of the alerting path with real parts, on loopback only.
 
 A real fleetgate-hub; a real fleetgate-agent (host collector of this machine, plus the GPU and
-Triton collectors, absent here, which must stay quiet on a CPU node); a GPU node that enrolls
-through /add_node and pushes dcgm-exporter text through /push with XID 79 on its GPU 1; when a
-Docker engine runs, a second real agent (containers collector) watching a container that is
-killed and started again three times; Prometheus (Debian) with the shipped compose/prometheus/prometheus.yml and the
-shipped rule files; Alertmanager (Debian) started through the shipped
-compose/alertmanager/entrypoint.sh with the shipped alertmanager.yml; and a webhook receiver in
-this process.
+Triton collectors, absent here, which must stay quiet on a CPU node); a second real agent whose
+host collector reads a sysfs tree with an EDAC memory controller (`--sys-path`: no VM has EDAC);
+a GPU node that enrolls through /add_node and pushes dcgm-exporter text through /push with XID 79
+on its GPU 1; when a Docker engine runs, a third real agent (containers collector) watching a
+container that crash-loops under `--restart always` with a process OOM-killed in every run;
+Prometheus (Debian) with the shipped compose/prometheus/prometheus.yml and the shipped rule
+files; Alertmanager (Debian) started through the shipped compose/alertmanager/entrypoint.sh with
+the shipped alertmanager.yml; and a webhook receiver in this process.
 
 What it shows:
   1. Watchdog reaches the webhook; the XID 79 pushed for GPU 1 yields GPUXidErrorCritical naming
-     that GPU (gpu, UUID, modelName), severity critical; GPU 0 of that node stays quiet.
+     that GPU (gpu, UUID, modelName), severity critical; GPU 0 of that node stays quiet. An
+     uncorrectable memory error counted by the EDAC controller yields NodeEdacUncorrectableErrors
+     naming the node and the controller.
   2. SIGKILL of the agent: FleetgateNodeDown for that node reaches the webhook with `node` set,
      grouped by alertname and node; restarting the agent resolves it at the webhook.
-  3. A container restarting again and again: ContainerRestarting for it (Docker only). Each
-     restart leaves it stopped for 2.5 s, long enough for the agent to see it gone and read its
-     new start time at once. (A container crash-looping under a restart policy stays in Docker's
-     running list, in state "restarting", and the agent re-reads its start time only every 5
-     minutes, so that case takes about 10 minutes to fire and is left to the unit tests.)
+  3. A container crash-looping under Docker's restart policy, each run OOM-killing a child
+     process in its 16 MiB before it exits (Docker only): ContainerOOMKilled and
+     ContainerRestarting for it, from the agent's container_oom_events_total and the new start
+     time of every run, which the agent reads within one interval of the restart. The kills
+     happen on this machine, so NodeOOMKillDetected fires for the nodes that read its /proc.
   4. Alertmanager's inhibition: a node that is down silences that node's other alerts, and a
      critical alert silences its warning twin (alerts posted to Alertmanager's API).
   5. Apart from these, nothing fires: the webhook got no other alert and Prometheus has no other
@@ -65,7 +68,10 @@ AM_DIR = ROOT / "compose" / "alertmanager"
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 # Alerts this run provokes on purpose; anything else firing is a failure.
-EXPECTED = {"Watchdog", "GPUXidErrorCritical", "FleetgateNodeDown", "ContainerRestarting"}
+EXPECTED = {"Watchdog", "GPUXidErrorCritical", "FleetgateNodeDown", "NodeEdacUncorrectableErrors"}
+# With Docker, also these: the container's OOM kills happen on this machine, so the host's own
+# OOM count (node_vmstat_oom_kill, read by the agents of the CPU and EDAC nodes) rises too.
+EXPECTED_WITH_DOCKER = {"ContainerRestarting", "ContainerOOMKilled", "NodeOOMKillDetected"}
 
 
 def log(msg):
@@ -281,6 +287,18 @@ class Stack:
                           "--state-dir", str(self.tmp / f"state-{node}"), "--interval", "1s",
                           "--node", node, "--collectors", collectors, *extra])
 
+    def make_edac_sysfs(self):
+        """A sysfs tree with one EDAC memory controller and no errors yet; returns its root and
+        the controller's directory."""
+        root = self.tmp / "sysfs-edac"
+        mc0 = root / "devices" / "system" / "edac" / "mc" / "mc0"
+        (mc0 / "csrow0").mkdir(parents=True)
+        for name in ("ce_count", "ce_noinfo_count", "ue_count", "ue_noinfo_count"):
+            (mc0 / name).write_text("0\n")
+        for name in ("ce_count", "ue_count"):
+            (mc0 / "csrow0" / name).write_text("0\n")
+        return root, mc0
+
     def start_gpu_node(self, node):
         pusher = gpu_pusher.GpuNode(self.hub, self.enroll_token_file.read_text().strip(), node)
         pusher.enroll()
@@ -292,13 +310,14 @@ class Stack:
         self.threads.append(t)
         return pusher
 
-    def start_restarting_container(self):
-        """A container that is killed and started again three times, 3 s apart, stopped for
-        2.5 s each time (in a thread)."""
+    def start_crash_looping_container(self):
+        """A container under `--restart always` with 16 MiB of memory: each run starts `dd` with
+        a 64 MiB buffer, which the OOM killer kills, and exits 2 s later; Docker starts it again
+        (after 0.1 s, then twice as long each time)."""
         root = self.tmp / "busybox-root"
         (root / "bin").mkdir(parents=True)
         shutil.copy("/bin/busybox", root / "bin" / "busybox")
-        for applet in ("sh", "sleep"):
+        for applet in ("sh", "sleep", "dd"):
             os.symlink("busybox", root / "bin" / applet)
         tar = self.tmp / "busybox.tar"
         subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
@@ -306,24 +325,12 @@ class Stack:
         subprocess.run(["docker", "import", str(tar), image], check=True, capture_output=True,
                        timeout=120)
         self.images.append(image)
-        name = f"fg-alerts-restarting-{self.id}"
-        subprocess.run(["docker", "run", "-d", "--name", name, image, "sh", "-c",
-                        "while true; do sleep 1; done"], check=True, capture_output=True,
-                       timeout=120)
+        name = f"fg-alerts-crashloop-{self.id}"
         self.containers.append(name)
-
-        def restart_three_times():
-            for _ in range(3):
-                if self.stop_event.wait(3):
-                    return
-                subprocess.run(["docker", "kill", name], capture_output=True, timeout=60)
-                if self.stop_event.wait(2.5):
-                    return
-                subprocess.run(["docker", "start", name], capture_output=True, timeout=60)
-
-        t = threading.Thread(target=restart_three_times, daemon=True)
-        t.start()
-        self.threads.append(t)
+        subprocess.run(["docker", "run", "-d", "--name", name, "--restart", "always",
+                        "--memory", "16m", "--memory-swap", "16m", image, "sh", "-c",
+                        "sleep 3; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 2; exit 1"],
+                       check=True, capture_output=True, timeout=120)
         return name
 
     # -- queries -------------------------------------------------------------------------------
@@ -370,12 +377,16 @@ def run(stack, docker):
     no_triton = f"http://127.0.0.1:{free_port()}/metrics"
     stack.start_agent("agent", cpu_node, "host,gpu,triton", ["--triton-url", no_triton])
     stack.start_gpu_node(gpu_node)
-    restarting = None
+    edac_node = f"alerts-e2e-edac-{stack.id}"
+    edac_sysfs, mc0 = stack.make_edac_sysfs()
+    stack.start_agent("agent-edac", edac_node, "host", ["--sys-path", str(edac_sysfs)])
+    looping = None
     if docker:
         stack.start_agent("agent-containers", ctr_node, "containers")
-        restarting = stack.start_restarting_container()
-        log(f"container {restarting} is killed and started again three times")
-    log(f"nodes: {cpu_node} (real agent), {gpu_node} (pushed dcgm text, XID 79 on GPU 1)"
+        looping = stack.start_crash_looping_container()
+        log(f"container {looping} crash-loops, a process OOM-killed in every run")
+    log(f"nodes: {cpu_node} (real agent), {gpu_node} (pushed dcgm text, XID 79 on GPU 1), "
+        f"{edac_node} (real agent, EDAC sysfs tree)"
         + (f", {ctr_node} (real agent, containers)" if docker else ""))
 
     # 1. Both nodes up, Watchdog and the XID alert at the webhook.
@@ -401,6 +412,23 @@ def run(stack, docker):
     expect(note.get("groupLabels") == {"alertname": "GPUXidErrorCritical", "node": gpu_node},
            f"notifications are grouped by alertname and node: {note.get('groupLabels')}")
 
+    # An uncorrectable memory error on the EDAC node, once Prometheus has its count at 0.
+    wait_for(f"{edac_node}'s EDAC count in Prometheus", lambda: stack.query(
+        f'node_edac_uncorrectable_errors_total{{node="{edac_node}",controller="0"}} == 0'), 60,
+        check=stack.check_alive)
+    (mc0 / "ue_count").write_text("1\n")
+    (mc0 / "csrow0" / "ue_count").write_text("1\n")
+    path, edac, _ = wait_for("NodeEdacUncorrectableErrors at the webhook", lambda:
+                             stack.webhook.find("NodeEdacUncorrectableErrors", "firing",
+                                                node=edac_node), 60, check=stack.check_alive)
+    lab = edac["labels"]
+    expect(path == "/default" and lab.get("severity") == "critical"
+           and lab.get("controller") == "0",
+           f"NodeEdacUncorrectableErrors is critical and names the controller: {lab}")
+    desc = edac["annotations"].get("description", "")
+    expect(edac_node in desc and " uncorrectable ECC errors" in desc,
+           f"its description names the node and the count: {desc!r}")
+
     # 2. SIGKILL the agent: FleetgateNodeDown for its node, then resolved after a restart.
     killed_at = time.monotonic()
     stack.kill("agent", signal.SIGKILL)
@@ -424,16 +452,25 @@ def run(stack, docker):
         "FleetgateNodeDown", "resolved", node=cpu_node), 60, every=1, check=stack.check_alive)
     log(f"resolved {time.monotonic() - restarted_at:.0f}s after the agent was restarted")
 
-    # 3. The container that restarted.
+    # 3. The container that crash-loops and runs out of memory.
     if docker:
-        found = wait_for(f"ContainerRestarting for {restarting}", lambda: stack.webhook.find(
-            "ContainerRestarting", "firing", node=ctr_node, name=restarting), 120, every=1,
+        cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", looping], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        for alertname in ("ContainerOOMKilled", "ContainerRestarting"):
+            found = wait_for(f"{alertname} for {looping}", lambda: stack.webhook.find(
+                alertname, "firing", node=ctr_node, name=looping), 120, every=1,
+                check=stack.check_alive)
+            lab = found[1]["labels"]
+            expect(lab.get("image") == f"fg-alerts-busybox:{stack.id}"
+                   and lab.get("id", "").endswith(cid) and lab.get("severity") == "warning",
+                   f"{alertname} names the container by name, id and image: {lab}")
+        desc = found[1]["annotations"].get("description", "")
+        expect(looping in desc and ctr_node in desc, f"its description names both: {desc!r}")
+        found = wait_for("NodeOOMKillDetected for the host", lambda: stack.webhook.find(
+            "NodeOOMKillDetected", "firing", node=edac_node), 60, every=1,
             check=stack.check_alive)
-        lab = found[1]["labels"]
-        expect(lab.get("image") == f"fg-alerts-busybox:{stack.id}" and lab.get("id", "").endswith(
-            subprocess.run(["docker", "inspect", "-f", "{{.Id}}", restarting], capture_output=True,
-                           text=True, timeout=30).stdout.strip()),
-               f"ContainerRestarting names the container by name, id and image: {lab}")
+        expect(found[1]["labels"].get("severity") == "warning",
+               f"the kills show in the host's own OOM count too: {found[1]['labels']}")
 
     # 4. Inhibition in the shipped Alertmanager config, with alerts posted to its API.
     a, b = f"inhibit-a-{stack.id}", f"inhibit-b-{stack.id}"
@@ -485,14 +522,15 @@ def run(stack, docker):
     expect(not leaked, f"inhibited alerts never reach the webhook: {leaked}")
 
     # 5. Nothing else fired: not at the webhook, not in Prometheus.
+    expected = EXPECTED | (EXPECTED_WITH_DOCKER if docker else set())
     synthetic = {a, b}
     unexpected = sorted({describe(al) for _, status, al, _ in stack.webhook.alerts()
                          if al["labels"].get("node") not in synthetic
-                         and al["labels"]["alertname"] not in EXPECTED})
+                         and al["labels"]["alertname"] not in expected})
     expect(not unexpected, f"no other alert reached the webhook: {unexpected}")
     firing = stack.prometheus_alerts()
     others = sorted({describe(al) for al in firing if al["state"] == "firing"
-                     and al["labels"]["alertname"] not in EXPECTED
+                     and al["labels"]["alertname"] not in expected
                      and al["labels"].get("node") != ctr_node})
     expect(not others, f"Prometheus has no other firing alert for the healthy nodes: {others}")
     wrong_xid = [describe(al) for al in firing if al["labels"]["alertname"] == "GPUXidErrorCritical"
@@ -503,7 +541,7 @@ def run(stack, docker):
         log(f"pending (their `for:` not yet elapsed; not failures): {pending}")
     if docker:
         ctr_others = sorted({describe(al) for al in firing if al["labels"].get("node") == ctr_node
-                             and al["labels"].get("name") != restarting and al["state"] == "firing"})
+                             and al["labels"].get("name") != looping and al["state"] == "firing"})
         if ctr_others:
             log(f"alerts about other containers on this Docker engine (not this test's): "
                 f"{ctr_others}")
@@ -529,7 +567,8 @@ def main():
     except (TimeoutError, RuntimeError, requests.RequestException) as e:
         failures = [str(e)]
         log(f"FAIL: {e}")
-        for name in ("hub", "agent", "prometheus", "alertmanager", "agent-containers"):
+        for name in ("hub", "agent", "agent-edac", "prometheus", "alertmanager",
+                     "agent-containers"):
             tail = stack.tail(name)
             if tail:
                 print(f"--- {name} log (tail) ---\n{tail}")

@@ -14,6 +14,7 @@
 # is skipped instead, saying what is missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/lib.sh"
 here=$root/tests/alerts
 bin_dir=${FLEETGATE_RELEASE_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}
 venv=${FLEETGATE_VENV:-$root/.venv}
@@ -34,7 +35,7 @@ if [ -x "$python" ] && ! "$python" -c 'import requests, yaml' 2>/dev/null; then
   missing+=("requests/PyYAML in $venv")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "${FLEETGATE_ALLOW_SKIP:-0}" = 1 ]; then
+  if skipping_allowed; then
     echo "tests/alerts: SKIPPED, missing: ${missing[*]}" >&2
     exit 0
   fi

@@ -8,6 +8,7 @@
 # Arguments go to fleet_page.py (e.g. --screenshots docs to refresh the README's pictures).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/lib.sh"
 bin_dir=${FLEETGATE_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}
 venv=${FLEETGATE_VENV:-$root/.venv}
 python=$venv/bin/python
@@ -20,7 +21,7 @@ if [ -x "$python" ] && ! "$python" -c 'import selenium, requests' 2>/dev/null; t
   missing+=("selenium/requests in $venv")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "${FLEETGATE_ALLOW_SKIP:-0}" = "1" ]; then
+  if skipping_allowed; then
     echo "tests/browser: SKIPPED, missing: ${missing[*]}" >&2
     exit 0
   fi

@@ -1,64 +1,93 @@
-"""A synthetic GPU node for machines without a GPU: enrolls with the hub like an agent
+"""A GPU node with modelled values, for machines without a GPU: enrolls with the hub like an agent
 (labels node_type="gpu") and pushes dcgm-exporter text through the hub's real /push endpoint.
 
-The values are modelled on a two-GPU H100 80GB HBM3 server under an inference load, in the
-families, HELP texts and labels the agent's GPU collector printed on a real H100
-(agent/tests/fixtures/gpu/h100_80gb_hbm3_once.prom); counters (energy, PCIe replays) advance
-between pushes, and the gauges wander slightly so graphs are not flat.
+What is real and what is modelled:
+- the families, their types and HELP texts are the agent's own list
+  (agent/src/collectors/gpu/families.txt), every one of them;
+- the model name and the driver version are those of the H100 the agent's raw NVML readings were
+  recorded on (agent/tests/fixtures/gpu/h100_80gb_hbm3_load.json);
+- the values are MODELLED: a two-GPU H100 80GB HBM3 server under an inference load, invented to
+  look plausible, not measured. Counters (energy) advance between pushes and some gauges wander
+  slightly so graphs are not flat. The GPU UUIDs, bus ids and hostname are invented too.
 """
 
+import json
 import math
+import pathlib
 import time
 
 import requests
 
-DRIVER = "550.54.15"
-MODEL = "NVIDIA H100 80GB HBM3"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FAMILIES_TXT = ROOT / "agent" / "src" / "collectors" / "gpu" / "families.txt"
+RECORDED_H100 = ROOT / "agent" / "tests" / "fixtures" / "gpu" / "h100_80gb_hbm3_load.json"
+
+
+def load_families(path=FAMILIES_TXT):
+    """[(name, type, help)] of the agent's DCGM families, in the agent's order."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, kind, help_text = line.split(" ", 2)
+        out.append((name, kind, help_text.strip()))
+    return out
+
+
+FAMILIES = load_families()
+_recorded = json.loads(RECORDED_H100.read_text())
+DRIVER = _recorded["host"]["driver_version"]
+MODEL = _recorded["gpus"][0]["name"]
 GPUS = [
     {"gpu": "0", "UUID": "GPU-5f0a6c1e-9f1b-4b7e-8c3e-2d1f0a9b7c61", "pci_bus_id": "00000000:18:00.0"},
     {"gpu": "1", "UUID": "GPU-b2d47e90-13c5-4e2a-a6f8-7c9d3e5a1f04", "pci_bus_id": "00000000:2A:00.0"},
 ]
 
-# family -> (type, help, per-GPU recorded value). FB_* in MiB, power in W, clocks in MHz.
-RECORDED = {
-    "DCGM_FI_DEV_SM_CLOCK": ("gauge", "SM clock frequency (in MHz).", [1980, 1980]),
-    "DCGM_FI_DEV_MEM_CLOCK": ("gauge", "Memory clock frequency (in MHz).", [2619, 2619]),
-    "DCGM_FI_DEV_MEMORY_TEMP": ("gauge", "Memory temperature (in C).", [58, 61]),
-    "DCGM_FI_DEV_GPU_TEMP": ("gauge", "GPU temperature (in C).", [51, 55]),
-    "DCGM_FI_DEV_POWER_USAGE": ("gauge", "Power draw (in W).", [412.734, 389.112]),
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": ("counter", "Total number of PCIe retries.", [0, 2]),
-    "DCGM_FI_DEV_GPU_UTIL": ("gauge", "GPU utilization (in %).", [87, 79]),
-    "DCGM_FI_DEV_MEM_COPY_UTIL": ("gauge", "Memory utilization (in %).", [43, 38]),
-    "DCGM_FI_DEV_ENC_UTIL": ("gauge", "Encoder utilization (in %).", [0, 0]),
-    "DCGM_FI_DEV_DEC_UTIL": ("gauge", "Decoder utilization (in %).", [0, 0]),
-    "DCGM_FI_DEV_XID_ERRORS": ("gauge", "Value of the last XID error encountered.", [0, 0]),
-    "DCGM_FI_DEV_FB_FREE": ("gauge", "Framebuffer memory free (in MiB).", [19247, 23871]),
-    "DCGM_FI_DEV_FB_USED": ("gauge", "Framebuffer memory used (in MiB).", [61760, 57136]),
-    "DCGM_FI_DEV_FB_RESERVED": ("gauge", "Framebuffer memory reserved (in MiB).", [552, 552]),
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": (
-        "counter", "Number of remapped rows for uncorrectable errors", [0, 0]),
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": (
-        "counter", "Number of remapped rows for correctable errors", [0, 0]),
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE": ("gauge", "Whether remapping of rows has failed", [0, 0]),
-    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": (
-        "gauge", "Ratio of time the graphics engine is active.", [0.823411, 0.761902]),
-    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": (
-        "gauge", "Ratio of cycles the tensor (HMMA) pipe is active.", [0.412087, 0.377215]),
-    "DCGM_FI_PROF_DRAM_ACTIVE": (
-        "gauge", "Ratio of cycles the device memory interface is active sending or receiving "
-        "data.", [0.368834, 0.341290]),
-    "DCGM_FI_PROF_PCIE_TX_BYTES": (
-        "gauge", "The rate of data transmitted over the PCIe bus - including both protocol "
-        "headers and data payloads - in bytes per second.", [1.182e9, 1.047e9]),
-    "DCGM_FI_PROF_PCIE_RX_BYTES": (
-        "gauge", "The rate of data received over the PCIe bus - including both protocol headers "
-        "and data payloads - in bytes per second.", [2.913e9, 2.650e9]),
+# family -> modelled value per GPU, in dcgm-exporter's units (FB_* MiB, power W, clocks MHz,
+# PROF_* ratios 0-1, PCIe B/s). Energy is modelled separately, as a counter.
+MODELLED = {
+    "DCGM_FI_DEV_SM_CLOCK": [1980, 1980],
+    "DCGM_FI_DEV_MEM_CLOCK": [2619, 2619],
+    "DCGM_FI_DEV_MEMORY_TEMP": [58, 61],
+    "DCGM_FI_DEV_GPU_TEMP": [51, 55],
+    "DCGM_FI_DEV_POWER_USAGE": [412.734, 389.112],
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": [0, 2],
+    "DCGM_FI_DEV_GPU_UTIL": [87, 79],
+    "DCGM_FI_DEV_MEM_COPY_UTIL": [43, 38],
+    "DCGM_FI_DEV_ENC_UTIL": [0, 0],
+    "DCGM_FI_DEV_DEC_UTIL": [0, 0],
+    "DCGM_FI_DEV_XID_ERRORS": [0, 0],
+    "DCGM_FI_DEV_FB_FREE": [19247, 23871],
+    "DCGM_FI_DEV_FB_USED": [61760, 57136],
+    "DCGM_FI_DEV_FB_RESERVED": [552, 552],
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": [0, 0],
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": [0, 0],
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE": [0, 0],
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": [0, 0],
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": [0, 3],
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": [0, 0],
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": [0.823411, 0.761902],
+    "DCGM_FI_PROF_SM_ACTIVE": [0.702318, 0.655120],
+    "DCGM_FI_PROF_SM_OCCUPANCY": [0.241577, 0.219804],
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": [0.412087, 0.377215],
+    "DCGM_FI_PROF_DRAM_ACTIVE": [0.368834, 0.341290],
+    "DCGM_FI_PROF_PIPE_FP64_ACTIVE": [0.0, 0.0],
+    "DCGM_FI_PROF_PIPE_FP32_ACTIVE": [0.051263, 0.047718],
+    "DCGM_FI_PROF_PIPE_FP16_ACTIVE": [0.0, 0.0],
+    "DCGM_FI_PROF_PCIE_TX_BYTES": [1.182e9, 1.047e9],
+    "DCGM_FI_PROF_PCIE_RX_BYTES": [2.913e9, 2.650e9],
 }
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 ENERGY_START_MJ = [8_421_377_214, 7_998_105_660]
 WANDER = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_TEMP",
-          "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PCIE_TX_BYTES",
+          "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_PCIE_TX_BYTES",
           "DCGM_FI_PROF_PCIE_RX_BYTES"}
+
+_unmodelled = {name for name, _, _ in FAMILIES} - set(MODELLED) - {ENERGY}
+_unlisted = set(MODELLED) - {name for name, _, _ in FAMILIES}
+if _unmodelled or _unlisted:
+    raise SystemExit(f"gpu_pusher: families without a modelled value {sorted(_unmodelled)}, "
+                     f"modelled but not in {FAMILIES_TXT.name}: {sorted(_unlisted)}")
 
 
 def labels(i, hostname):
@@ -70,25 +99,26 @@ def labels(i, hostname):
 
 
 def exposition(t, energy, hostname, overrides=None):
-    """dcgm-exporter text for time t (seconds since start) with energy counters in mJ.
-    overrides: {(family, GPU index): value} replacing recorded values (an XID, say)."""
+    """dcgm-exporter text at time t (seconds since start), energy counters in mJ, every family
+    of the agent's list in its order. overrides: {(family, GPU index): value} replacing modelled
+    values (an XID, say)."""
     overrides = overrides or {}
     lines = []
-    for family, (kind, help_text, values) in RECORDED.items():
+    for family, kind, help_text in FAMILIES:
         lines.append(f"# HELP {family} {help_text}")
         lines.append(f"# TYPE {family} {kind}")
-        for i, v in enumerate(values):
+        for i in range(len(GPUS)):
             if (family, i) in overrides:
                 v = overrides[(family, i)]
-            elif family in WANDER:
-                v = v * (1 + 0.03 * math.sin(t / 20 + i))
-                if family in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP"):
-                    v = round(v)
+            elif family == ENERGY:
+                v = int(energy[i])
+            else:
+                v = MODELLED[family][i]
+                if family in WANDER:
+                    v = v * (1 + 0.03 * math.sin(t / 20 + i))
+                    if family in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP"):
+                        v = round(v)
             lines.append(f"{family}{{{labels(i, hostname)}}} {v}")
-    lines.append(f"# HELP {ENERGY} Total energy consumption since boot (in mJ).")
-    lines.append(f"# TYPE {ENERGY} counter")
-    for i, e in enumerate(energy):
-        lines.append(f"{ENERGY}{{{labels(i, hostname)}}} {int(e)}")
     return "\n".join(lines) + "\n"
 
 
@@ -125,7 +155,7 @@ class GpuNode:
         failures = 0
         while True:
             now = time.monotonic()
-            power = RECORDED["DCGM_FI_DEV_POWER_USAGE"][2]
+            power = MODELLED["DCGM_FI_DEV_POWER_USAGE"]
             energy = [e + p * (now - last) * 1000 for e, p in zip(energy, power)]
             last = now
             try:

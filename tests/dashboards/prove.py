@@ -1,8 +1,9 @@
 """Proof that every Grafana panel shows data, against the real backend the panels query.
 
 Starts, on loopback only: a real fleetgate-hub, a real fleetgate-agent (host collector, containers
-from the real Docker engine, a real Triton on CPU via PyTriton), a synthetic GPU node that enrolls
-and pushes recorded dcgm-exporter text through the hub's real /push, and a real Prometheus
+from the real Docker engine, a real Triton on CPU via PyTriton), a GPU node that enrolls and
+pushes dcgm-exporter text with modelled values (gpu_pusher.py: the agent's families, modelled
+numbers) through the hub's real /push, and a real Prometheus
 scraping the hub with honor_labels. Then every target of every dashboard, with its template
 variables resolved through Prometheus like Grafana would, must return at least one series.
 Dashboard JSON is validated on the way (ids, datasource uid, units, variables, the Node
@@ -212,7 +213,7 @@ class Stack:
     def start_triton(self):
         http, grpc, metrics = free_port(), free_port(), free_port()
         env = dict(os.environ)
-        self.spawn("triton", [self.python, str(HERE / "triton_server.py"),
+        self.spawn("triton", [self.python, str(ROOT / "tests" / "triton" / "serve.py"),
                               str(http), str(grpc), str(metrics)], env=env)
         self.triton_http = f"http://127.0.0.1:{http}"
         self.triton_metrics = f"http://127.0.0.1:{metrics}/metrics"
@@ -264,7 +265,7 @@ class Stack:
         t = threading.Thread(target=pusher.run, args=(self.stop_event, 2.0), daemon=True)
         t.start()
         self.threads.append(t)
-        log(f"synthetic GPU node {self.gpu_node} pushing dcgm-exporter text")
+        log(f"GPU node {self.gpu_node} pushing dcgm-exporter text with modelled values")
 
     def wait_for_node(self, node, timeout=120):
         deadline = time.monotonic() + timeout

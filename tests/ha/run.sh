@@ -10,33 +10,23 @@
 # promtool, /usr/bin/victoria-metrics, docker-compose, start-stop-daemon and .venv with requests,
 # PyYAML and ansible-core. FLEETGATE_BIN_DIR overrides where the release binaries are (default:
 # $CARGO_TARGET_DIR/release or target/release). Arguments go to ha_e2e.py (--outage, --keep).
-# With CI=true a missing component fails; otherwise the suite skips loudly.
+# A missing component fails the suite; with FLEETGATE_ALLOW_SKIP=1 it is skipped.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/lib.sh"
 bin_dir=${FLEETGATE_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/release}
 venv=${FLEETGATE_VENV:-$root/.venv}
 python=$venv/bin/python
 
-missing=()
-for f in "$bin_dir/fleetgate-hub" "$bin_dir/fleetgate-agent" "$bin_dir/fleetgate-loadtest" \
-    /usr/bin/prometheus /usr/bin/promtool /usr/bin/victoria-metrics "$python" \
-    "$venv/bin/ansible-playbook"; do
-  [ -x "$f" ] || missing+=("$f")
+for b in fleetgate-hub fleetgate-agent fleetgate-loadtest; do
+  require "$bin_dir/$b (cargo build --release -p $b)" test -x "$bin_dir/$b" || exit 0
 done
-for tool in docker-compose start-stop-daemon; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in prometheus promtool victoria-metrics docker-compose start-stop-daemon; do
+  require_cmd "$tool" || exit 0
 done
-if [ -x "$python" ] && ! "$python" -c 'import requests, yaml' 2>/dev/null; then
-  missing+=("requests/PyYAML in $venv")
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "${CI:-}" = "true" ]; then
-    echo "tests/ha: FAIL, missing: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "tests/ha: SKIPPED, missing: ${missing[*]}" >&2
-  exit 0
-fi
+require "$venv/bin/ansible-playbook (ansible-core in $venv)" test -x "$venv/bin/ansible-playbook" || exit 0
+require "$python with requests and PyYAML (scripts/requirements-test.txt)" \
+  "$python" -c 'import requests, yaml' || exit 0
 
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }

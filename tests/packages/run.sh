@@ -23,6 +23,7 @@
 # A missing tool fails the suite; FLEETGATE_ALLOW_SKIP=1 skips it instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/lib.sh"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 venv=${FLEETGATE_VENV:-$root/.venv}
 cache_dir=${FLEETGATE_TEST_CACHE:-/var/cache/fleetgate-test}
@@ -41,7 +42,7 @@ fail() {
   exit 1
 }
 skip_or_fail() {
-  if [ "${FLEETGATE_ALLOW_SKIP:-0}" = 1 ]; then
+  if skipping_allowed; then
     echo "packages: SKIPPED: $*" >&2
     exit 0
   fi

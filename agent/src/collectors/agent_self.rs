@@ -46,7 +46,7 @@ struct HubCounters {
     failures: BTreeMap<&'static str, u64>,
     /// Request body bytes of successful pushes since start.
     sent_bytes: u64,
-    /// Accepted pushes by kind (`full`, `values`) since start.
+    /// Accepted pushes by kind (`full`, `values`, `text`) since start.
     accepted: BTreeMap<&'static str, u64>,
     /// Values pushes the hub refused with 409 (each followed by a full snapshot).
     conflicts: u64,
@@ -94,7 +94,7 @@ impl HubStats {
         });
     }
 
-    /// Counts an accepted push of `kind` (`full` or `values`).
+    /// Counts an accepted push of `kind` (`full`, `values` or `text`).
     pub fn record_accepted(&self, kind: &'static str) {
         self.with(|c| *c.accepted.entry(kind).or_default() += 1);
     }
@@ -195,10 +195,10 @@ fn write_push(push: &PushStats, out: &mut MetricBuffer) {
         }
     }
     for (hub, c) in all.iter() {
-        for kind in ["full", "values"] {
+        for kind in ["full", "values", "text"] {
             out.counter(
                 "fleetgate_agent_pushes_total",
-                "Pushes the hub accepted, by kind: full snapshots, or only the values against the last accepted push.",
+                "Pushes the hub accepted, by kind: full snapshots, only the values against the last accepted push, or the text format (for a hub that does not read this agent's snapshot encoding).",
                 &[("hub", hub), ("kind", kind)],
                 c.accepted.get(kind).copied().unwrap_or(0) as f64,
             );

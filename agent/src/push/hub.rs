@@ -59,7 +59,12 @@ impl HubPusher {
             enroll_token: target.enroll_token.clone(),
             node: config.node.clone(),
             interval: config.interval,
-            client: HubClient::with_proxy(&target.url, config.push_timeout, config.proxy.as_ref())?,
+            client: HubClient::with_options(
+                &target.url,
+                config.push_timeout,
+                &config.tls,
+                config.proxy.as_ref(),
+            )?,
             state: StateDir::for_hub(&config.state_dir, &target.url),
             stats,
             enrollment,
@@ -124,10 +129,12 @@ impl HubPusher {
                     }
                 }
             }
+            // None while the agent collects: the stale snapshot was freed, and the next one
+            // arrives as a change.
+            retry_at = None;
             let Some(snapshot) = snapshots.borrow_and_update().clone() else {
                 continue;
             };
-            retry_at = None;
             let started = Instant::now();
             let PushOutcome {
                 result,

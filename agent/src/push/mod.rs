@@ -3,7 +3,8 @@
 //! its own with its own enrollment, token, values-push base, backoff and `Retry-After`, and
 //! reads the snapshots from a `watch` channel that holds only the latest: a hub that is down,
 //! slow or failing never delays the others, and never makes the agent keep more than one
-//! pending snapshot per hub, however long the outage.
+//! pending snapshot per hub, however long the outage. The pending snapshot is freed before the
+//! next collection, so the new one never sits in memory beside a stale one.
 //!
 //! A pusher ends when its hub answers `401` to an accepted token (the node was removed there:
 //! only that hub stops) or refuses the enrollment. When every pusher has ended, the agent idles
@@ -179,6 +180,13 @@ impl PushLoop {
                 }
                 () = tokio::time::sleep_until(next.into()) => {}
             }
+            // The snapshot still waiting in the channel is an interval old: a hub that has not
+            // taken it is failing and gets the next one. Freed before the next collection (without
+            // waking the pushers), so an outage never holds two; a push in flight keeps its own.
+            latest.send_if_modified(|held| {
+                held.take();
+                false
+            });
             let started = Instant::now();
             let mut snapshot = self.collect().await;
             seq += 1;

@@ -177,6 +177,18 @@ pub fn node_snapshot(node: usize, seq: u64) -> Snapshot {
     }
 }
 
+/// [`node_snapshot`] with a label unique to the node on every series, so no two nodes have a
+/// family block in common: the store's worst case.
+pub fn node_snapshot_unshared(node: usize, seq: u64) -> Snapshot {
+    let mut snap = node_snapshot(node, seq);
+    for f in &mut snap.families {
+        for s in &mut f.series {
+            s.labels.push(Label::new("serial", format!("{node:06}")));
+        }
+    }
+    snap
+}
+
 pub fn node_name(i: usize) -> String {
     format!("gpu-node-{i:04}")
 }
@@ -220,15 +232,32 @@ pub fn ingest(
     samples
 }
 
-/// A store holding `NODES` nodes.
+/// A store holding `NODES` nodes of one kind (they share their family blocks).
 pub fn filled_store() -> Arc<Store> {
+    filled_store_with(node_snapshot)
+}
+
+/// A store holding `NODES` nodes, each snapshot made by `snapshot(node, seq)`.
+pub fn filled_store_with(snapshot: fn(usize, u64) -> Snapshot) -> Arc<Store> {
     let store = Arc::new(Store::new());
     let limits = Limits::default();
     for i in 0..NODES {
-        let body = fleetgate_shared::encode(&node_snapshot(i, 1));
+        let body = fleetgate_shared::encode(&snapshot(i, 1));
         ingest(&store, i, &node_labels(i), &body, &limits);
     }
     store
+}
+
+/// Time this thread has run on a CPU (`/proc/thread-self/schedstat`, nanoseconds): unlike
+/// wall time, it does not grow when other processes take the machine's cores.
+pub fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns: u64 = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    std::time::Duration::from_nanos(ns)
 }
 
 /// Resident memory of this process in bytes.

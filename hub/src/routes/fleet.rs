@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::sync::mpsc;
 
+use super::Source;
 use crate::error::ApiError;
 use crate::fleet::{self, Audience, FleetSnapshot, NodeDetail};
 use crate::AppState;
@@ -66,24 +67,30 @@ pub async fn style() -> Response {
     asset("text/css; charset=utf-8", FLEET_CSS)
 }
 
-/// Public without a token, admin with the admin token, 401 with any other token.
-fn audience(state: &AppState, headers: &HeaderMap) -> Result<Audience, ApiError> {
+/// Public without a token, admin with the admin token, 401 with any other token (counted
+/// against the source's budget of failed authentications like every other route).
+fn audience(state: &AppState, source: Source, headers: &HeaderMap) -> Result<Audience, ApiError> {
     if !headers.contains_key(header::AUTHORIZATION) {
         return Ok(Audience::Public);
     }
-    if state.is_admin(super::bearer(headers)?) {
-        Ok(Audience::Admin)
-    } else {
-        Err(ApiError::Unauthorized(
-            "not the admin token (send no Authorization header for the public view)",
-        ))
-    }
+    super::authenticate(
+        state,
+        source,
+        "api_nodes",
+        super::bearer(headers),
+        "not the admin token (send no Authorization header for the public view)",
+        |t| state.is_admin(t).then_some(Audience::Admin),
+    )
 }
 
 /// `GET /api/nodes`: every node and the summary counts, as one JSON document written in
 /// chunks while the nodes are read, so the hub never holds the whole answer.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let audience = audience(&state, &headers)?;
+pub async fn list(
+    State(state): State<AppState>,
+    source: Source,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let audience = audience(&state, source, &headers)?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUED_CHUNKS);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -116,9 +123,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 pub async fn detail(
     State(state): State<AppState>,
     Path(node): Path<String>,
+    source: Source,
     headers: HeaderMap,
 ) -> Result<Json<NodeDetail>, ApiError> {
-    let audience = audience(&state, &headers)?;
+    let audience = audience(&state, source, &headers)?;
     fleet::node_detail(&state, &node, audience)
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("unknown node {node:?}")))

@@ -6,12 +6,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
+use crate::error::ApiError;
 use crate::exposition::CHUNK_BYTES;
+use crate::shard::Shard;
 use crate::AppState;
 
 /// Chunks queued between the renderer and the connection; the renderer waits when it is full.
@@ -21,8 +23,47 @@ const QUEUED_CHUNKS: usize = 4;
 /// response holds.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Renders every fresh node's families, the synthetic node series and the self-metrics.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// Renders every fresh node's families, the synthetic node series and the self-metrics; with
+/// `?shard=I&of=N` only the nodes of that shard (the self-metrics in shard 0 only). With
+/// `--metrics-token`, only for a scrape that presents it (bearer, or as the basic-auth password).
+pub async fn metrics(
+    State(state): State<AppState>,
+    source: super::Source,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(expected) = state.metrics_token() {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let presented = crate::tokens::bearer(value)
+            .map(str::to_string)
+            .or_else(|| crate::tokens::basic_password(value));
+        let checked = super::authenticate(
+            &state,
+            source,
+            "metrics",
+            presented.as_deref(),
+            "this hub's /metrics needs its token (Authorization: Bearer <token>, or basic auth with the token as password)",
+            |t| crate::tokens::digests_equal(&crate::tokens::hash(t), expected).then_some(()),
+        );
+        if let Err(e) = checked {
+            let mut resp = e.into_response();
+            if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"fleetgate-hub\", Basic realm=\"fleetgate-hub\"",
+                    ),
+                );
+            }
+            return resp;
+        }
+    }
+    let shard = match Shard::from_query(query.as_deref()) {
+        Ok(shard) => shard,
+        Err(message) => return ApiError::BadRequest(message).into_response(),
+    };
     let gzip = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -43,7 +84,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
                 .is_ok_and(|sent| sent.is_ok())
         };
         // Taken once: every chunk below belongs to this one consistent exposition.
-        let snapshot = state.metrics_snapshot();
+        let snapshot = state.metrics_snapshot(shard);
         if !gzip {
             state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
                 send(Ok(Bytes::from(std::mem::take(chunk))))

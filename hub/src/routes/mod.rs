@@ -1,25 +1,31 @@
 //! HTTP routes: thin axum handlers over the registry, the store, the exposition and the fleet
-//! page.
+//! page, and the checks every authenticated route shares ([`authenticate`]: the source's
+//! budget of failed authentications first, then the token).
 
+mod audit;
 mod fleet;
+#[cfg(test)]
+mod guard_tests;
 mod health;
 mod metrics;
 mod nodes;
 mod push;
 
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
+use crate::guard::Refusal;
+use crate::server::Peer;
 use crate::AppState;
-
-/// Requests slower than this (a client trickling its body) are cut off.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The hub's routes over `state`.
 pub fn router(state: AppState) -> Router {
@@ -30,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/remove_node", post(nodes::remove_node))
         .route("/readmit_node", post(nodes::readmit_node))
         .route("/nodes", get(nodes::list_nodes))
+        .route("/audit", get(audit::read_audit))
         .route("/", get(fleet::page))
         .route("/fleet.js", get(fleet::script))
         .route("/fleet.css", get(fleet::style))
@@ -39,20 +46,142 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline,
         ))
         .with_state(state)
 }
 
-/// The bearer token of a request, or 401.
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+/// Answers 408 to a request not done within `--request-timeout` (a body trickled in, usually)
+/// and closes its connection.
+async fn deadline(
+    State(state): State<AppState>,
+    source: Source,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = state.config.protection.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            state
+                .refusals
+                .refuse(source.ip, Refusal::RequestTimeout, "");
+            let mut resp = (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request not completed within {limit:?}\n"),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+/// Where a request came from, from the [`Peer`] the listener attached; a request handed to the
+/// router directly (tests) comes from 0.0.0.0 without a client certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    /// The client's IP address.
+    pub ip: IpAddr,
+    /// Whether it presented a verified client certificate.
+    pub client_cert: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(match parts.extensions.get::<Peer>() {
+            Some(p) => Source {
+                ip: p.addr.ip(),
+                client_cert: p.client_cert,
+            },
+            None => Source {
+                ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                client_cert: false,
+            },
+        })
+    }
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    crate::tokens::bearer(value).ok_or(ApiError::Unauthorized(
-        "missing bearer token (Authorization: Bearer <token>)",
+    crate::tokens::bearer(value)
+}
+
+/// Authenticates a request on `route`: a source over its budget of failed authentications is
+/// answered 429 before its token is looked at; otherwise `check` maps the token to who it
+/// belongs to. A missing token, or one `check` refuses (answered 401 with `refused`), counts
+/// against the source.
+fn authenticate<T>(
+    state: &AppState,
+    source: Source,
+    route: &'static str,
+    token: Option<&str>,
+    refused: &'static str,
+    check: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, ApiError> {
+    let now = Instant::now();
+    if let Err(retry_after) = state.auth_limiter.check(source.ip, now) {
+        state
+            .metrics
+            .auth_rate_limited
+            .with_label_values(&[route])
+            .inc();
+        state
+            .refusals
+            .refuse(source.ip, Refusal::AuthRateLimited, route);
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "too many failed authentications from {}; retry in {} s",
+                source.ip,
+                retry_after.as_secs()
+            ),
+            retry_after,
+        });
+    }
+    let Some(token) = token else {
+        auth_failed(state, source, route, now);
+        return Err(ApiError::Unauthorized(
+            "missing bearer token (Authorization: Bearer <token>)",
+        ));
+    };
+    check(token).ok_or_else(|| {
+        auth_failed(state, source, route, now);
+        ApiError::Unauthorized(refused)
+    })
+}
+
+/// Counts a failed authentication of `source` on `route`.
+fn auth_failed(state: &AppState, source: Source, route: &'static str, now: Instant) {
+    state.auth_limiter.failed(source.ip, now);
+    state
+        .metrics
+        .auth_failures
+        .with_label_values(&[route])
+        .inc();
+    state.refusals.refuse(source.ip, Refusal::AuthFailed, route);
+}
+
+/// With `--tls-client-ca`, what nodes do (push, enroll, remove themselves) needs a verified
+/// client certificate on the connection; its absence counts as a failed authentication.
+fn require_client_cert(
+    state: &AppState,
+    source: Source,
+    route: &'static str,
+) -> Result<(), ApiError> {
+    if state.config.tls_client_ca.is_none() || source.client_cert {
+        return Ok(());
+    }
+    auth_failed(state, source, route, Instant::now());
+    Err(ApiError::Unauthorized(
+        "this hub requires a client certificate (mutual TLS) for pushes, enrollment and a node's own removal",
     ))
 }
 
@@ -157,7 +286,7 @@ mod tests {
                 .unwrap();
             assert_eq!(call(&app, req).await.0, StatusCode::OK);
         }
-        let whole = String::from_utf8(state.render_metrics()).unwrap();
+        let whole = String::from_utf8(state.render_metrics(None)).unwrap();
         assert!(
             whole.len() > 3 * crate::exposition::CHUNK_BYTES,
             "{}",

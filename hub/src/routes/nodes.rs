@@ -1,4 +1,5 @@
-//! Node administration: `/add_node`, `/remove_node`, `/readmit_node`, `/nodes`.
+//! Node administration: `/add_node`, `/remove_node`, `/readmit_node`, `/nodes`. Each answer
+//! is audited (`DATA_DIR/audit.log`), refused attempts included.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +9,12 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Actor, Record};
 use crate::error::ApiError;
 use crate::registry::{Enrollment, RegistryError};
 use crate::AppState;
+
+use super::Source;
 
 /// Answer to `/add_node`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,21 +66,126 @@ fn registry_error(e: RegistryError) -> ApiError {
         RegistryError::RemovedNeedsAdmin(_) => ApiError::Forbidden(e.to_string()),
         RegistryError::UnknownNode(_) => ApiError::NotFound(e.to_string()),
         RegistryError::NotRemoved(_) => ApiError::Conflict(e.to_string()),
-        RegistryError::Io(io) => ApiError::Internal(io.to_string()),
+        RegistryError::Io(io) => match crate::error::storage_problem(&io) {
+            Some(problem) => {
+                tracing::error!(error = %io, "cannot write the node registry");
+                ApiError::Unavailable(format!(
+                    "{problem}: the change was not made and nodes.json is unchanged; \
+                     enrolled nodes keep pushing. Retry once the data directory is writable"
+                ))
+            }
+            None => ApiError::Internal(io.to_string()),
+        },
     }
+}
+
+/// The `result` of an audit record for an answer.
+fn audit_result(r: &Result<impl Sized, ApiError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ApiError::Unauthorized(_)) => "refused",
+        Err(ApiError::Forbidden(_)) => "forbidden",
+        Err(ApiError::NotFound(_)) => "not_found",
+        Err(ApiError::BadRequest(_) | ApiError::Unprocessable(_)) => "invalid",
+        Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(_) => "error",
+    }
+}
+
+/// Audits the answer to an identity change or admin request, unless it was turned away by the
+/// failed-authentication limit (those are counted and logged, not audited: a flood of them
+/// must not turn into a flood of fsyncs).
+async fn audit<T>(
+    state: &AppState,
+    action: &str,
+    node: Option<&str>,
+    actor: Actor,
+    source: Source,
+    answer: &Result<T, ApiError>,
+) {
+    if let Err(ApiError::TooManyRequests { .. }) = answer {
+        return;
+    }
+    let mut record = Record::now(action, node, actor, source.ip, audit_result(answer));
+    if let Err(e) = answer {
+        record = record.with_detail(e.to_string());
+    }
+    state.audit(record).await;
+}
+
+/// Checks the admin token of a request on `route` (budget of failures first) and audits the
+/// attempt as `action` whatever its outcome.
+pub(super) async fn admin_only(
+    state: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    route: &'static str,
+    action: &str,
+) -> Result<(), ApiError> {
+    let answer = super::authenticate(
+        state,
+        source,
+        route,
+        super::bearer(headers),
+        "not the admin token",
+        |t| state.is_admin(t).then_some(()),
+    );
+    let actor = if answer.is_ok() {
+        Actor::Admin
+    } else {
+        Actor::None
+    };
+    audit(state, action, None, actor, source, &answer).await;
+    answer
 }
 
 /// `POST /add_node` with the enrollment or admin token.
 pub async fn add_node(
     State(state): State<AppState>,
+    source: Source,
     headers: HeaderMap,
     body: Result<Json<Enrollment>, JsonRejection>,
 ) -> Result<Json<Enrolled>, ApiError> {
-    let token = super::bearer(&headers)?;
-    let admin = state.is_admin(token);
-    if !admin && !state.is_enroll(token) {
-        return Err(ApiError::Unauthorized("not the enrollment or admin token"));
-    }
+    let node = body.as_ref().ok().map(|Json(e)| e.node.clone());
+    let action = match node.as_deref().and_then(|n| state.registry.get(n)) {
+        Some(_) => "reenroll",
+        None => "add_node",
+    };
+    let actor = super::authenticate(
+        &state,
+        source,
+        "add_node",
+        super::bearer(&headers),
+        "not the enrollment or admin token",
+        |t| {
+            if state.is_admin(t) {
+                Some(Actor::Admin)
+            } else if state.is_enroll(t) {
+                Some(Actor::Enrollment)
+            } else {
+                None
+            }
+        },
+    );
+    let actor = match actor {
+        Ok(Actor::Enrollment) => {
+            super::require_client_cert(&state, source, "add_node").map(|()| Actor::Enrollment)
+        }
+        other => other,
+    };
+    let (who, answer) = match actor {
+        Ok(actor) => (actor, enroll(&state, actor, body).await),
+        Err(e) => (Actor::None, Err(e)),
+    };
+    audit(&state, action, node.as_deref(), who, source, &answer).await;
+    answer
+}
+
+async fn enroll(
+    state: &AppState,
+    actor: Actor,
+    body: Result<Json<Enrollment>, JsonRejection>,
+) -> Result<Json<Enrolled>, ApiError> {
     let enrollment = json_body(body)?;
     let c = &state.config;
     enrollment
@@ -86,6 +195,7 @@ pub async fn add_node(
         )
         .map_err(ApiError::Unprocessable)?;
     let worker = state.clone();
+    let admin = actor == Actor::Admin;
     let (token, id) = super::blocking(move || worker.registry.enroll(enrollment, admin))
         .await?
         .map_err(registry_error)?;
@@ -99,21 +209,45 @@ pub async fn add_node(
 /// `POST /remove_node` with the admin token or the node's own push token.
 pub async fn remove_node(
     State(state): State<AppState>,
+    source: Source,
     headers: HeaderMap,
     body: Result<Json<RemoveRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let token = super::bearer(&headers)?;
-    let admin = state.is_admin(token);
-    let own = if admin {
-        None
-    } else {
-        state.registry.authenticate(token)
+    let node = body.as_ref().ok().map(|Json(r)| r.node.clone());
+    let caller = super::authenticate(
+        &state,
+        source,
+        "remove_node",
+        super::bearer(&headers),
+        "not the admin token or a valid push token",
+        |t| {
+            if state.is_admin(t) {
+                Some(None)
+            } else {
+                state.registry.authenticate(t).map(Some)
+            }
+        },
+    );
+    let caller = match caller {
+        Ok(Some(own)) => {
+            super::require_client_cert(&state, source, "remove_node").map(|()| Some(own))
+        }
+        other => other,
     };
-    if !admin && own.is_none() {
-        return Err(ApiError::Unauthorized(
-            "not the admin token or a valid push token",
-        ));
-    }
+    let (who, answer) = match caller {
+        Ok(None) => (Actor::Admin, remove(&state, None, body).await),
+        Ok(Some(own)) => (Actor::Node, remove(&state, Some(own), body).await),
+        Err(e) => (Actor::None, Err(e)),
+    };
+    audit(&state, "remove_node", node.as_deref(), who, source, &answer).await;
+    answer
+}
+
+async fn remove(
+    state: &AppState,
+    own: Option<std::sync::Arc<crate::registry::NodeIdentity>>,
+    body: Result<Json<RemoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req = json_body(body)?;
     if let Some(own) = own {
         if own.node != req.node {
@@ -140,12 +274,45 @@ pub async fn remove_node(
 /// enrollment token (its agent does when restarted); its old push token stays revoked.
 pub async fn readmit_node(
     State(state): State<AppState>,
+    source: Source,
     headers: HeaderMap,
     body: Result<Json<RemoveRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !state.is_admin(super::bearer(&headers)?) {
-        return Err(ApiError::Unauthorized("not the admin token"));
-    }
+    let node = body.as_ref().ok().map(|Json(r)| r.node.clone());
+    let caller = super::authenticate(
+        &state,
+        source,
+        "readmit_node",
+        super::bearer(&headers),
+        "not the admin token",
+        |t| state.is_admin(t).then_some(()),
+    );
+    let actor = if caller.is_ok() {
+        Actor::Admin
+    } else {
+        Actor::None
+    };
+    let answer = match caller {
+        Ok(()) => readmit(&state, body).await,
+        Err(e) => Err(e),
+    };
+    audit(
+        &state,
+        "readmit_node",
+        node.as_deref(),
+        actor,
+        source,
+        &answer,
+    )
+    .await;
+    answer
+}
+
+/// Re-admits the node of `body`, once the caller is known to be the admin.
+async fn readmit(
+    state: &AppState,
+    body: Result<Json<RemoveRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req = json_body(body)?;
     let worker = state.clone();
     let node = req.node.clone();
@@ -161,11 +328,10 @@ pub async fn readmit_node(
 /// `GET /nodes` with the admin token.
 pub async fn list_nodes(
     State(state): State<AppState>,
+    source: Source,
     headers: HeaderMap,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
-    if !state.is_admin(super::bearer(&headers)?) {
-        return Err(ApiError::Unauthorized("not the admin token"));
-    }
+    admin_only(&state, source, &headers, "nodes", "list_nodes").await?;
     let statuses = state.store.statuses();
     let list = state
         .registry

@@ -1,5 +1,6 @@
-//! `POST /push`: authenticate, read the body under the size limit, decode, validate,
-//! pre-render and store — in that order, so a bad token never costs a body read.
+//! `POST /push`: authenticate, read the body under the size limit, take a place among the
+//! pending pushes (429 when there is none), decode, validate, pre-render and store — in that
+//! order, so a bad token never costs a body read and a saturated hub answers at once.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,9 +12,12 @@ use serde::Serialize;
 use crate::activity::PushKind;
 use crate::decode::{self, BodyFormat};
 use crate::error::ApiError;
+use crate::guard::Refusal;
 use crate::prepare;
 use crate::store::Outcome;
 use crate::AppState;
+
+use super::Source;
 
 /// Answer to an accepted push.
 #[derive(Debug, Serialize)]
@@ -29,6 +33,7 @@ pub struct PushResponse {
 /// `POST /push` with the node's push token.
 pub async fn push(
     State(state): State<AppState>,
+    source: Source,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, ApiError> {
@@ -37,16 +42,24 @@ pub async fn push(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let identity = super::bearer(&headers).and_then(|t| {
-        state
-            .registry
-            .authenticate(t)
-            .ok_or(ApiError::Unauthorized("unknown or revoked push token"))
+    let identity = super::require_client_cert(&state, source, "push").and_then(|()| {
+        super::authenticate(
+            &state,
+            source,
+            "push",
+            super::bearer(&headers),
+            "unknown or revoked push token",
+            |t| state.registry.authenticate(t),
+        )
     });
     let identity = match identity {
         Ok(id) => id,
         Err(e) => {
-            state.metrics.push("unauthorized", declared_len);
+            let result = match e {
+                ApiError::TooManyRequests { .. } => "rate_limited",
+                _ => "unauthorized",
+            };
+            state.metrics.push(result, declared_len);
             return Err(e);
         }
     };
@@ -80,10 +93,27 @@ pub async fn push(
         }
     };
     let body_len = bytes.len();
+    let permit = match state.push_gate.enter() {
+        Ok(p) => p,
+        Err(retry_after) => {
+            state.metrics.push("overload", body_len);
+            state.metrics.overload.inc();
+            state.refusals.refuse(source.ip, Refusal::Overload, &node);
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "the hub is saturated ({} pushes waiting for ingest); retry in {} s",
+                    state.config.protection.max_pending_pushes,
+                    retry_after.as_secs()
+                ),
+                retry_after,
+            });
+        }
+    };
 
     let worker = state.clone();
     let values_push = format == BodyFormat::Values;
     let outcome = super::blocking(move || {
+        let _permit = permit;
         if format == BodyFormat::Values {
             return apply_values(&worker, &identity, encoding, &bytes);
         }
@@ -117,10 +147,11 @@ pub async fn push(
     let (outcome, samples) = match outcome {
         Ok(o) => o,
         Err((result, e)) => {
-            let result = if let ApiError::TooLarge(_) = e {
-                "too_large"
-            } else {
-                result
+            let result = match e {
+                ApiError::TooLarge(_) => "too_large",
+                // A message version this hub does not read.
+                ApiError::UnsupportedMediaType(_) => "unsupported",
+                _ => result,
             };
             state.metrics.push(result, body_len);
             state.metrics.node_refused(&node, result);

@@ -37,6 +37,8 @@ pub struct ContainerSpec {
     pub cpu_shares: u64,
     /// `State.StartedAt` as unix seconds; `None` if the engine reports no valid time.
     pub start_time_seconds: Option<f64>,
+    /// `HostConfig.CgroupParent`, empty for Docker's default: where its cgroup is.
+    pub cgroup_parent: String,
 }
 
 impl ContainerSpec {
@@ -76,6 +78,9 @@ impl ContainerSpec {
         });
         let cpu_quota_us = cpu_quota_us.filter(|&q| q > 0);
         let cpu_shares = positive(host.and_then(|h| h.cpu_shares)).unwrap_or(DEFAULT_CPU_SHARES);
+        let cgroup_parent = host
+            .and_then(|h| h.cgroup_parent.clone())
+            .unwrap_or_default();
 
         let start_time_seconds = inspect
             .state
@@ -93,6 +98,7 @@ impl ContainerSpec {
             cpu_period_us,
             cpu_shares,
             start_time_seconds,
+            cgroup_parent,
         })
     }
 }
@@ -105,13 +111,16 @@ fn parse_rfc3339_seconds(text: &str) -> Option<f64> {
     Some(since.as_secs_f64())
 }
 
-/// One running container in this cycle: its spec and its stats.
+/// One running container in this cycle: its spec, its stats and its OOM kill count.
 #[derive(Debug, Clone, Copy)]
 pub struct ContainerSample<'a> {
     /// Labels and limits from inspect.
     pub spec: &'a ContainerSpec,
     /// The one-shot stats of this cycle.
     pub stats: &'a ContainerStatsResponse,
+    /// OOM kills in the container so far, from its cgroup; `None` where the cgroup could not
+    /// be read (the series is left out, not reported as 0).
+    pub oom_events: Option<u64>,
 }
 
 /// Appends cAdvisor's families for `containers` to `out`. `now_seconds` becomes
@@ -244,6 +253,12 @@ fn write_container(
     if let Some(memory) = &stats.memory_stats {
         write_memory(w, memory);
     }
+    w.counter(
+        "container_oom_events_total",
+        "Count of out of memory events observed for the container",
+        &[],
+        container.oom_events,
+    );
 
     if let Some(networks) = &stats.networks {
         let mut interfaces: Vec<_> = networks.iter().collect();
@@ -574,6 +589,13 @@ mod tests {
             ContainerSpec::from_inspect(&inspect("d", "n", &[], HostConfig::default())).unwrap();
         assert_eq!(unlimited.memory_limit_bytes, 0);
         assert_eq!(unlimited.cpu_quota_us, None);
+        assert_eq!(unlimited.cgroup_parent, "", "Docker's default place");
+        let parented = HostConfig {
+            cgroup_parent: Some("/batch".to_string()),
+            ..Default::default()
+        };
+        let spec = ContainerSpec::from_inspect(&inspect("d", "n", &[], parented)).unwrap();
+        assert_eq!(spec.cgroup_parent, "/batch");
 
         let mut never_started = inspect("d", "n", &[], HostConfig::default());
         never_started.state = Some(ContainerState {
@@ -608,6 +630,7 @@ mod tests {
             &[ContainerSample {
                 spec: &spec,
                 stats: &stats,
+                oom_events: Some(2),
             }],
             1_800_000_000.0,
             &devices,
@@ -698,6 +721,14 @@ mod tests {
             Some(1_800_000_000.0)
         );
         assert_eq!(
+            find(&out, "container_oom_events_total", "fgprobe", &[]),
+            Some(2.0)
+        );
+        assert_eq!(
+            family(&out, "container_oom_events_total").kind,
+            MetricType::Counter
+        );
+        assert_eq!(
             family(&out, "container_cpu_usage_seconds_total").kind,
             MetricType::Counter
         );
@@ -718,6 +749,7 @@ mod tests {
             &[ContainerSample {
                 spec: &spec,
                 stats: &stats,
+                oom_events: None,
             }],
             1.0,
             &HashMap::new(),
@@ -795,6 +827,11 @@ mod tests {
             ),
             Some(2.0)
         );
+        // No readable cgroup: the OOM count is unknown, so it is left out rather than 0.
+        assert!(out
+            .families()
+            .iter()
+            .all(|f| f.name != "container_oom_events_total"));
         // Interfaces come out in a stable order.
         let interfaces: Vec<_> = family(&out, "container_network_receive_bytes_total")
             .series
@@ -826,10 +863,12 @@ mod tests {
             ContainerSample {
                 spec: &a,
                 stats: &stats,
+                oom_events: Some(0),
             },
             ContainerSample {
                 spec: &b,
                 stats: &stats,
+                oom_events: Some(1),
             },
         ];
         write_families(&samples, 1.0, &HashMap::new(), &mut out);

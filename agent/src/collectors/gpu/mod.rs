@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enum_wrappers::device::{Clock, PcieUtilCounter, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, PcieUtilCounter, TemperatureSensor,
+};
 use nvml_wrapper::enums::device::SampleValue;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::enums::gpm::GpmMetricId;
@@ -368,6 +370,13 @@ fn read_device(device: &Device<'_>, index: u32, pcie_throughput: bool) -> GpuRea
             .flatten()
     };
     let utilization = device.utilization_rates().ok();
+    // ECC counts exist only while ECC is on; NVML refuses them otherwise.
+    let ecc_enabled = device.is_ecc_enabled().is_ok_and(|m| m.currently_enabled);
+    let ecc = |error| {
+        ecc_enabled
+            .then(|| device.total_ecc_errors(error, EccCounter::Volatile).ok())
+            .flatten()
+    };
     let memory = device.memory_info().ok();
     let fields = device
         .field_values_for(&[
@@ -408,6 +417,10 @@ fn read_device(device: &Device<'_>, index: u32, pcie_throughput: bool) -> GpuRea
         correctable_remapped_rows: field(1),
         uncorrectable_remapped_rows: field(2),
         row_remap_failure: field(3),
+        // All reasons NVML defines (up to 0x100) are kept; bits a newer driver adds are not.
+        clocks_event_reasons: device.current_throttle_reasons().ok().map(|r| r.bits()),
+        ecc_sbe_volatile_total: ecc(MemoryError::Corrected),
+        ecc_dbe_volatile_total: ecc(MemoryError::Uncorrected),
         // Filled in by `Shared::read_gpm` on GPUs with GPM.
         gpm_graphics_util_pct: None,
         gpm_sm_util_pct: None,

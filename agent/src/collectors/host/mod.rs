@@ -9,6 +9,7 @@ mod cpu;
 mod cpufreq;
 mod diskstats;
 mod dmi;
+mod edac;
 mod entropy;
 mod filefd;
 mod filesystem;
@@ -154,6 +155,7 @@ impl HostCollector {
             Box::new(cpufreq::CpuFreq::default()),
             Box::new(diskstats::Diskstats::default()),
             Box::new(dmi::Dmi::default()),
+            Box::new(edac::Edac::default()),
             Box::new(entropy::Entropy::default()),
             Box::new(filefd::Filefd::default()),
             Box::new(filesystem::Filesystem::default()),
