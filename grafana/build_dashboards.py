@@ -548,7 +548,7 @@ def fleet_health():
             ], options={"sortBy": [{"displayName": "Severity", "desc": False}]})
     b.row("Nodes")
     b.panel("stat", "Nodes by state", [target(
-        "sum by (state) (fleetgate_hub_nodes)", "{{state}}", instant=True)], "short", w=8,
+        "max by (state) (fleetgate_hub_nodes)", "{{state}}", instant=True)], "short", w=8,
         options={"colorMode": "background", "graphMode": "none"})
     b.panel("stat", "Node up", [target(f"fleetgate_node_up{{{n}}}", "{{node}}",
                                        instant=True)], "none", w=16,
@@ -575,8 +575,8 @@ def fleet_health():
         f"sum by (result) (rate(fleetgate_hub_push_bytes_total[{RATE}]))", "{{result}}")],
         "Bps", w=8, minimum=0)
     b.panel("timeseries", "Agent push failures", [target(
-        f"sum by (node, reason) (rate(fleetgate_agent_push_failures_total{{{n}}}[{RATE}]))",
-        "{{node}} {{reason}}")], "reqps", w=8, minimum=0, steps=thresholds((0.01, "red")))
+        f"sum by (node, hub, reason) (rate(fleetgate_agent_push_failures_total{{{n}}}[{RATE}]))",
+        "{{node}} → {{hub}} {{reason}}")], "reqps", w=8, minimum=0, steps=thresholds((0.01, "red")))
     b.panel("timeseries", "Rejected series", [target(
         f"sum by (reason) (rate(fleetgate_hub_rejected_series_total[{RATE}]))", "{{reason}}")],
         "ops", w=8, minimum=0)
@@ -595,7 +595,7 @@ def fleet_health():
                f"fleetgate_hub_render_duration_seconds_bucket[{RATE}])))", "p99")], "s", w=8,
         minimum=0, steps=thresholds((1, "orange"), (5, "red")))
     b.panel("timeseries", "Nodes over time", [target(
-        "sum by (state) (fleetgate_hub_nodes)", "{{state}}")], "short", w=8, minimum=0)
+        "max by (state) (fleetgate_hub_nodes)", "{{state}}")], "short", w=8, minimum=0)
     b.row("Agents")
     b.panel("timeseries", "Collectors up", [target(
         f"fleetgate_agent_collector_up{{{n}}}", "{{node}} {{collector}}")], "none", w=8,
@@ -604,14 +604,14 @@ def fleet_health():
         f"fleetgate_agent_collector_duration_seconds{{{n}}}", "{{node}} {{collector}}")], "s",
         w=8, minimum=0)
     b.panel("timeseries", "Push duration", [target(
-        f"fleetgate_agent_push_duration_seconds{{{n}}}", "{{node}}")], "s", w=8, minimum=0)
+        f"fleetgate_agent_push_duration_seconds{{{n}}}", "{{node}} → {{hub}}")], "s", w=8, minimum=0)
     b.panel("timeseries", "Agent memory", [target(
         f"process_resident_memory_bytes{{{n}}}", "{{node}}")], "bytes", w=8, minimum=0)
     b.panel("timeseries", "Agent CPU", [target(
         f"rate(process_cpu_seconds_total{{{n}}}[{RATE}])", "{{node}}")], "percentunit", w=8,
         minimum=0)
     b.panel("timeseries", "Agent sent bytes", [target(
-        f"rate(fleetgate_agent_sent_bytes_total{{{n}}}[{RATE}])", "{{node}}")], "Bps", w=8,
+        f"rate(fleetgate_agent_sent_bytes_total{{{n}}}[{RATE}])", "{{node}} → {{hub}}")], "Bps", w=8,
         minimum=0)
     return b
 

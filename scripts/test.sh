@@ -78,6 +78,8 @@ suite "alerts" bash tests/alerts/run.sh
 suite "scale" bash tests/scale/run.sh
 suite "ansible" bash ansible/tests/run.sh
 suite "fleet page" bash tests/browser/run.sh
+suite "ha" bash tests/ha/run.sh
+suite "dashboards on VictoriaMetrics" bash tests/dashboards/run.sh --store victoria-metrics
 suite "packages" bash tests/packages/run.sh
 suite "loadtest --quick" "$TARGET_DIR/release/fleetgate-loadtest" --quick --hub-bin "$TARGET_DIR/release/fleetgate-hub" --json "$TARGET_DIR/loadtest-quick.json" --max-failed 0 --min-ingest-ratio 0.9
 suite "fuzz corpus" bash fuzz/run.sh

@@ -2,6 +2,10 @@
 //! variable, over an optional TOML file with the same keys, over the defaults — merged by
 //! [`fleetgate_daemon::settings`] under the same rules as the hub's. Validated once at start-up
 //! into [`Config`]; every error names the setting it is about.
+//!
+//! The agent pushes to one hub or several: `--hub` / `FLEETGATE_HUB` (or the file's `hub` key)
+//! takes a comma-separated list of base URLs sharing the one enrollment token, and the file's
+//! `[[hubs]]` tables (`url`, optional `enroll_token_file`) give each hub a token of its own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,7 +35,7 @@ pub struct Args {
     /// TOML file with the same keys as the flags (flags and environment win over it).
     #[arg(long, global = true, env = "FLEETGATE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Hub base URL.
+    /// Hub base URL, or several separated by commas (every snapshot goes to each).
     #[arg(long, global = true, env = "FLEETGATE_HUB")]
     pub hub: Option<String>,
     /// Enrollment token for the first `/add_node`.
@@ -123,7 +127,8 @@ pub struct Args {
 pub enum Command {
     /// Enroll if needed and push every interval (the default).
     Run,
-    /// Remove this node from the hub with its own push token and forget the token.
+    /// Remove this node from every hub it holds a push token for, with that token, and forget
+    /// the tokens of the hubs that removed it.
     Deregister,
 }
 
@@ -139,11 +144,13 @@ pub enum Mode {
 }
 
 /// The TOML file: the same keys as the flags, every one optional; the enrollment token only as
-/// `enroll_token_file` (secrets never sit in configuration files).
+/// `enroll_token_file` (secrets never sit in configuration files). Hubs either as `hub` (a URL or
+/// a comma-separated list) or as `[[hubs]]` tables, not both.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     hub: Option<String>,
+    hubs: Option<Vec<HubTable>>,
     enroll_token_file: Option<PathBuf>,
     node: Option<String>,
     interval: Option<String>,
@@ -163,6 +170,18 @@ struct FileConfig {
     tls_ca: Option<PathBuf>,
     textfile_dir: Option<PathBuf>,
     proxy: Option<String>,
+}
+
+/// One `[[hubs]]` table of the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubTable {
+    /// The hub's base URL.
+    url: Option<String>,
+    /// File holding the enrollment token for this hub (default: the agent's enrollment token).
+    enroll_token_file: Option<PathBuf>,
+    /// Never accepted: read only to refuse it under the rule for secrets.
+    enroll_token: Option<toml::Value>,
 }
 
 /// A collector that can be switched on or off with `--collectors`.
@@ -209,6 +228,7 @@ pub use fleetgate_daemon::{ConfigError, Secret};
 mod keys {
     use fleetgate_daemon::Key;
     pub const HUB: Key = Key::new("hub", "--hub", "FLEETGATE_HUB");
+    pub const HUBS: Key = Key::new("hubs", "--hub", "FLEETGATE_HUB");
     pub const ENROLL_TOKEN: Key =
         Key::new("enroll_token", "--enroll-token", "FLEETGATE_ENROLL_TOKEN");
     pub const ENROLL_TOKEN_FILE: Key = Key::new(
@@ -258,14 +278,21 @@ pub struct HostMounts {
     pub rootfs: PathBuf,
 }
 
+/// One hub the agent pushes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubTarget {
+    /// Base URL without trailing slash (http or https), as configured: the `hub` label of the
+    /// agent's push metrics.
+    pub url: String,
+    /// Enrollment token for this hub: its own `enroll_token_file`, else the agent's.
+    pub enroll_token: Option<Secret>,
+}
+
 /// The validated configuration of the agent.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Hub base URL without trailing slash (http or https).
-    pub hub: String,
-    /// Enrollment token from the flag, the environment or the token file, if any was given;
-    /// needed only for the first enrollment.
-    pub enroll_token: Option<Secret>,
+    /// The hubs every snapshot goes to, at least one, each URL once, in the order given.
+    pub hubs: Vec<HubTarget>,
     /// Node identity, the hub's `instance`/`node` label.
     pub node: String,
     /// Time between pushes.
@@ -318,14 +345,7 @@ impl Config {
             (_, false) => Mode::Run,
         };
 
-        let hub = layers.pick_or(
-            keys::HUB,
-            args.hub,
-            file.hub,
-            "http://127.0.0.1:8000".into(),
-        );
-        let hub = validate_url(&hub.value, &hub)?;
-
+        // Needed only for the first enrollment at each hub.
         let enroll_token = layers.secret(
             keys::ENROLL_TOKEN,
             args.enroll_token,
@@ -333,6 +353,7 @@ impl Config {
             args.enroll_token_file,
             file.enroll_token_file,
         )?;
+        let hubs = hubs(&layers, args.hub, file.hub, file.hubs, enroll_token)?;
 
         let node = match layers.pick(keys::NODE, args.node, file.node) {
             Some(n) => validate_node(&n)?,
@@ -444,7 +465,7 @@ impl Config {
         }
 
         let tls = client_tls(
-            &hub,
+            &hubs,
             layers.pick(keys::TLS_CERT, args.tls_cert, file.tls_cert),
             layers.pick(keys::TLS_KEY, args.tls_key, file.tls_key),
             layers.pick(keys::TLS_CA, args.tls_ca, file.tls_ca),
@@ -479,8 +500,7 @@ impl Config {
                 .value
         };
         let config = Config {
-            hub,
-            enroll_token,
+            hubs,
             node,
             interval,
             push_timeout,
@@ -545,18 +565,132 @@ impl Config {
     }
 }
 
+/// The hubs: a comma-separated list from the command line (or the environment), else the file's
+/// `hub` list or its `[[hubs]]` tables, else the local hub. Every hub in a list shares
+/// `enroll_token`; a `[[hubs]]` table may name a token file of its own.
+fn hubs(
+    layers: &Layers,
+    flag: Option<String>,
+    in_file: Option<String>,
+    tables: Option<Vec<HubTable>>,
+    enroll_token: Option<Secret>,
+) -> Result<Vec<HubTarget>, ConfigError> {
+    let tables = layers.pick(keys::HUBS, None, tables);
+    let list = match (layers.pick(keys::HUB, flag, in_file), tables) {
+        (Some(list), Some(_)) if list.origin != Origin::CommandLine => {
+            return Err(
+                list.invalid("give the hubs either as the hub key or as [[hubs]] tables, not both")
+            )
+        }
+        (Some(list), _) => list,
+        (None, Some(tables)) => return hub_tables(tables, enroll_token),
+        (None, None) => Given {
+            value: "http://127.0.0.1:8000".into(),
+            key: keys::HUB,
+            origin: Origin::Default,
+        },
+    };
+    let mut hubs = Vec::new();
+    for url in list
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        let url = validate_url(url, &list)?;
+        if hubs.iter().any(|h: &HubTarget| same_hub(&h.url, &url)) {
+            return Err(list.invalid(format!("hub {url:?} is listed twice")));
+        }
+        hubs.push(HubTarget {
+            url,
+            enroll_token: enroll_token.clone(),
+        });
+    }
+    if hubs.is_empty() {
+        return Err(list.invalid("no hub URL given"));
+    }
+    Ok(hubs)
+}
+
+/// The file's `[[hubs]]` tables; errors name the table (`hubs[1].url`, counting from 0).
+fn hub_tables(
+    tables: Given<Vec<HubTable>>,
+    enroll_token: Option<Secret>,
+) -> Result<Vec<HubTarget>, ConfigError> {
+    let entry_error = |i: usize, field: &str, problem: String| {
+        let mut e = tables.invalid(problem);
+        e.setting = format!("{}[{i}].{field}", e.setting);
+        e
+    };
+    let mut hubs = Vec::new();
+    for (i, table) in tables.value.iter().enumerate() {
+        if table.enroll_token.is_some() {
+            return Err(entry_error(
+                i,
+                "enroll_token",
+                "a configuration file may not hold a secret: put it in a file of its own \
+                 (mode 0600) and set enroll_token_file to that file's path"
+                    .into(),
+            ));
+        }
+        let Some(url) = &table.url else {
+            return Err(entry_error(
+                i,
+                "url",
+                "missing: every [[hubs]] table needs a url".into(),
+            ));
+        };
+        let url = validate_url(url, &tables).map_err(|e| entry_error(i, "url", e.problem))?;
+        if hubs.iter().any(|h: &HubTarget| same_hub(&h.url, &url)) {
+            return Err(entry_error(
+                i,
+                "url",
+                format!("hub {url:?} is listed twice"),
+            ));
+        }
+        let enroll_token = match &table.enroll_token_file {
+            Some(file) => {
+                let given = Given {
+                    value: file.clone(),
+                    key: keys::ENROLL_TOKEN_FILE,
+                    origin: tables.origin.clone(),
+                };
+                let token = fleetgate_daemon::settings::read_secret(&given)
+                    .map_err(|e| entry_error(i, "enroll_token_file", e.problem))?;
+                Some(token)
+            }
+            None => enroll_token.clone(),
+        };
+        hubs.push(HubTarget { url, enroll_token });
+    }
+    if hubs.is_empty() {
+        return Err(tables.invalid("no hub given: the [[hubs]] list is empty"));
+    }
+    Ok(hubs)
+}
+
+/// Whether two validated hub URLs name the same hub (scheme, host and port compared as URLs,
+/// so `http://Hub:80` and `http://hub` are one).
+fn same_hub(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// The TLS files, each checked to be a readable PEM file; a certificate needs its key, and
-/// either needs an `https://` hub.
+/// either needs every hub to be an `https://` one (the same files are presented to each).
 fn client_tls(
-    hub: &str,
+    hubs: &[HubTarget],
     cert: Option<Given<PathBuf>>,
     key: Option<Given<PathBuf>>,
     ca: Option<Given<PathBuf>>,
 ) -> Result<ClientTls, ConfigError> {
     for given in [&cert, &key, &ca].into_iter().flatten() {
-        if !hub.starts_with("https://") {
+        if let Some(hub) = hubs.iter().find(|h| !h.url.starts_with("https://")) {
             return Err(given.invalid(format!(
-                "TLS settings need an https:// hub URL, but the hub is {hub}"
+                "TLS settings need an https:// hub URL, but the hub is {}",
+                hub.url
             )));
         }
         let text = std::fs::read_to_string(&given.value)
@@ -642,13 +776,13 @@ mod tests {
     fn defaults() {
         let (mode, c) = load(&["--node", "n1"]).unwrap();
         assert_eq!(mode, Mode::Run);
-        assert_eq!(c.hub, "http://127.0.0.1:8000");
+        assert_eq!(urls(&c), ["http://127.0.0.1:8000"]);
         assert_eq!(c.interval, Duration::from_secs(15));
         assert_eq!(c.collectors, CollectorKind::ALL.to_vec());
         assert_eq!(c.triton_url, "http://127.0.0.1:8002/metrics");
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/fleetgate-agent"));
         assert_eq!(c.host.proc, PathBuf::from("/proc"));
-        assert!(c.enroll_token.is_none());
+        assert!(c.hubs[0].enroll_token.is_none());
     }
 
     #[test]
@@ -769,7 +903,7 @@ mod tests {
         .unwrap();
         let p = path.to_str().unwrap();
         let (_, c) = load(&["--config", p, "--interval", "5s"]).unwrap();
-        assert_eq!(c.hub, "https://hub.example:8000");
+        assert_eq!(urls(&c), ["https://hub.example:8000"]);
         assert_eq!(c.node, "from-file");
         assert_eq!(c.interval, Duration::from_secs(5));
         assert_eq!(c.collectors, vec![CollectorKind::Host]);
@@ -829,6 +963,27 @@ mod tests {
         );
         let e = err(&["--node", "n", "--tls-ca", p]);
         assert!(e.contains("https://"), "{e}");
+        // The same files go to every hub of a list: each must be https://.
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--hub",
+            "https://a:1,https://b:2",
+            "--tls-ca",
+            p,
+        ])
+        .unwrap();
+        assert_eq!(c.hubs.len(), 2);
+        assert_eq!(c.tls.ca, Some(pem.clone()));
+        let e = err(&[
+            "--node",
+            "n",
+            "--hub",
+            "https://a:1,http://b:2",
+            "--tls-ca",
+            p,
+        ]);
+        assert!(e.contains("the hub is http://b:2"), "{e}");
     }
 
     #[test]
@@ -883,6 +1038,133 @@ mod tests {
         let path = dir.path().join("t");
         std::fs::write(&path, "enroll-token-0123456789\n").unwrap();
         let (_, c) = load(&["--node", "n", "--enroll-token-file", path.to_str().unwrap()]).unwrap();
-        assert_eq!(c.enroll_token.unwrap().expose(), "enroll-token-0123456789");
+        assert_eq!(
+            c.hubs[0].enroll_token.as_ref().unwrap().expose(),
+            "enroll-token-0123456789"
+        );
+    }
+
+    fn urls(c: &Config) -> Vec<&str> {
+        c.hubs.iter().map(|h| h.url.as_str()).collect()
+    }
+
+    #[test]
+    fn several_hubs_as_a_list_share_the_enrollment_token() {
+        let (_, c) = load(&[
+            "--node",
+            "n",
+            "--hub",
+            " http://hub-a:8000/, https://hub-b.example:8443 ,",
+            "--enroll-token",
+            "enroll-token-0123456789",
+        ])
+        .unwrap();
+        assert_eq!(
+            urls(&c),
+            ["http://hub-a:8000", "https://hub-b.example:8443"]
+        );
+        for h in &c.hubs {
+            assert_eq!(
+                h.enroll_token.as_ref().map(Secret::expose),
+                Some("enroll-token-0123456789")
+            );
+        }
+        let names = |argv: &[&str], problem: &str| {
+            let mut full = vec!["--node", "n"];
+            full.extend_from_slice(argv);
+            let e = err(&full);
+            assert!(
+                e.starts_with(&format!("--hub / FLEETGATE_HUB: {problem}")),
+                "{argv:?}: {e}"
+            );
+        };
+        names(
+            &["--hub", "http://a:1,ftp://b"],
+            "URL \"ftp://b\" must start",
+        );
+        names(
+            &["--hub", "http://a:80,http://A/"],
+            "hub \"http://A\" is listed twice",
+        );
+        names(&["--hub", " , "], "no hub URL given");
+    }
+
+    #[test]
+    fn hub_tables_in_the_file_each_with_its_own_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_b = dir.path().join("b.token");
+        std::fs::write(&token_b, "token-for-hub-b-0123456789\n").unwrap();
+        let path = dir.path().join("agent.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "node = \"n\"\n[[hubs]]\nurl = \"http://hub-a:8000\"\n\n[[hubs]]\nurl = \"http://hub-b:8000/\"\nenroll_token_file = \"{}\"\n",
+                token_b.display()
+            ),
+        )
+        .unwrap();
+        let (_, c) = load(&["--config", p, "--enroll-token", "shared-token-0123456789"]).unwrap();
+        assert_eq!(urls(&c), ["http://hub-a:8000", "http://hub-b:8000"]);
+        let tokens: Vec<_> = c
+            .hubs
+            .iter()
+            .map(|h| h.enroll_token.as_ref().unwrap().expose())
+            .collect();
+        assert_eq!(
+            tokens,
+            ["shared-token-0123456789", "token-for-hub-b-0123456789"]
+        );
+        assert!(
+            !format!("{c:?}").contains("0123456789"),
+            "tokens never printed"
+        );
+
+        // The command line replaces the file's list.
+        let (_, c) = load(&["--config", p, "--hub", "http://hub-c:8000"]).unwrap();
+        assert_eq!(urls(&c), ["http://hub-c:8000"]);
+
+        let refused = |text: &str, setting: &str, problem: &str| {
+            std::fs::write(&path, text).unwrap();
+            let e = err(&["--config", p, "--node", "n"]);
+            assert!(
+                e.starts_with(&format!("{p}: {setting}: {problem}")),
+                "{text}: {e}"
+            );
+        };
+        refused(
+            "hub = \"http://a:1\"\n[[hubs]]\nurl = \"http://b:1\"\n",
+            "hub",
+            "give the hubs either",
+        );
+        refused(
+            "[[hubs]]\nurl = \"http://a:1\"\n[[hubs]]\nurl = \"a:1\"\n",
+            "hubs[1].url",
+            "URL \"a:1\" must start",
+        );
+        refused(
+            "[[hubs]]\nurl = \"http://a:1\"\n[[hubs]]\nurl = \"http://a:1/\"\n",
+            "hubs[1].url",
+            "hub \"http://a:1\" is listed twice",
+        );
+        refused(
+            "[[hubs]]\nenroll_token_file = \"/x\"\n",
+            "hubs[0].url",
+            "missing",
+        );
+        refused(
+            "[[hubs]]\nurl = \"http://a:1\"\nenroll_token = \"0123456789abcdef\"\n",
+            "hubs[0].enroll_token",
+            "a configuration file may not hold a secret",
+        );
+        refused(
+            "[[hubs]]\nurl = \"http://a:1\"\nenroll_token_file = \"/nonexistent/t\"\n",
+            "hubs[0].enroll_token_file",
+            "cannot read",
+        );
+        refused("hubs = []\n", "hubs", "no hub given");
+        std::fs::write(&path, "[[hubs]]\nurl = \"http://a:1\"\nurll = \"x\"\n").unwrap();
+        let e = err(&["--config", p, "--node", "n"]);
+        assert!(e.contains("urll"), "{e}");
     }
 }

@@ -1,7 +1,10 @@
-//! Enrollment and the state kept between restarts: `STATE_DIR/push.token` (the push token alone,
-//! so operators can use it as it is) and `STATE_DIR/enrollment.json` (which node and hub the token
-//! belongs to). Both are written atomically with mode 0600. A stored token is reused as long as
-//! node and hub are unchanged.
+//! Enrollment and the state kept between restarts, one directory per hub:
+//! `STATE_DIR/hubs/<name>/push.token` (the push token alone, so operators can use it as it is)
+//! and `STATE_DIR/hubs/<name>/enrollment.json` (which node and hub the token belongs to), where
+//! `<name>` is derived from the hub's URL ([`hub_state_name`]). Both are written atomically with
+//! mode 0600. A stored token is reused as long as node and hub are unchanged. A token that an
+//! earlier version kept directly in `STATE_DIR` is moved into its hub's directory at start
+//! ([`migrate_legacy`]), so an upgraded agent goes on pushing without enrolling again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,8 @@ use crate::hub_client::Enrollment;
 pub const TOKEN_FILE: &str = "push.token";
 /// File holding the node and hub of the stored token.
 pub const ENROLLMENT_FILE: &str = "enrollment.json";
+/// Directory under the state dir with one directory per hub.
+pub const HUBS_DIR: &str = "hubs";
 
 /// The identity of a stored token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +60,17 @@ impl StateDir {
     /// The state directory at `dir` (created on first save).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StateDir { dir: dir.into() }
+    }
+
+    /// The directory of the hub at `url` under the agent's state dir `root`:
+    /// `root/hubs/<hub_state_name(url)>`.
+    pub fn for_hub(root: &Path, url: &str) -> Self {
+        StateDir::new(root.join(HUBS_DIR).join(hub_state_name(url)))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     fn err(path: &Path, source: std::io::Error) -> StateError {
@@ -101,7 +117,7 @@ impl StateDir {
         write_private(&self.dir.join(TOKEN_FILE), &token)
     }
 
-    /// Forgets the stored credentials.
+    /// Forgets the stored credentials; a hub's directory left empty goes too.
     pub fn delete(&self) -> Result<(), StateError> {
         for name in [TOKEN_FILE, ENROLLMENT_FILE] {
             let path = self.dir.join(name);
@@ -111,8 +127,94 @@ impl StateDir {
                 Err(e) => return Err(Self::err(&path, e)),
             }
         }
+        if self.dir.parent().and_then(Path::file_name) == Some(HUBS_DIR.as_ref()) {
+            // Only when empty: anything an operator put there stays.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
         Ok(())
     }
+}
+
+/// The name of the directory under `STATE_DIR/hubs/` that keeps the push token for the hub at
+/// `url`: its host and port (`hub-a.example_8000`; characters other than letters, digits, `.`
+/// and `-` become `-`), a dash, and the first 8 hex digits of the SHA-256 of the URL as parsed
+/// (lower-case scheme and host, default port left out, no trailing slash), so that two hubs on
+/// one host and port behind different schemes or paths never share a directory, and the name
+/// stays the same however the URL's case or trailing slash is written.
+pub fn hub_state_name(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let parsed = reqwest::Url::parse(url.trim()).ok();
+    let normalized = parsed
+        .as_ref()
+        .map_or(url.trim(), reqwest::Url::as_str)
+        .trim_end_matches('/');
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or("hub")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>();
+    let port = parsed
+        .as_ref()
+        .and_then(reqwest::Url::port_or_known_default)
+        .unwrap_or(0);
+    let digest = Sha256::digest(normalized.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}_{port}-{hash}")
+}
+
+/// Moves a push token that an earlier version kept directly in the state dir `root`
+/// (`root/push.token`, `root/enrollment.json`) into the directory of the hub it was issued by,
+/// unless that directory already holds one. Returns the directory it went to, if it moved.
+pub fn migrate_legacy(root: &Path) -> Result<Option<PathBuf>, StateError> {
+    let legacy = StateDir::new(root);
+    let Some(creds) = legacy.load()? else {
+        return Ok(None);
+    };
+    let target = StateDir::for_hub(root, &creds.enrolled_as.hub);
+    let moved = if target.load()?.is_none() {
+        target.save(&creds)?;
+        tracing::info!(hub = %creds.enrolled_as.hub, to = %target.dir.display(),
+            "moved the stored push token into the hub's own state directory");
+        Some(target.dir.clone())
+    } else {
+        None
+    };
+    legacy.delete()?;
+    Ok(moved)
+}
+
+/// Every push token stored under `root/hubs/`, by directory name.
+pub fn stored_tokens(root: &Path) -> Result<Vec<(StateDir, Credentials)>, StateError> {
+    let hubs = root.join(HUBS_DIR);
+    let entries = match std::fs::read_dir(&hubs) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StateDir::err(&hubs, e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StateDir::err(&hubs, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    let mut stored = Vec::new();
+    for dir in dirs {
+        let state = StateDir::new(dir);
+        if let Some(creds) = state.load()? {
+            stored.push((state, creds));
+        }
+    }
+    Ok(stored)
 }
 
 /// Writes a private file durably ([`fleetgate_daemon::write_atomic`], mode 0600).
@@ -199,5 +301,75 @@ mod tests {
         state.delete().unwrap();
         assert_eq!(state.load().unwrap(), None);
         state.delete().unwrap();
+    }
+
+    #[test]
+    fn hub_state_names_are_stable_readable_and_distinct() {
+        let a = hub_state_name("http://Hub-A.example:8000/");
+        assert_eq!(a, hub_state_name("http://hub-a.example:8000"));
+        assert!(a.starts_with("hub-a.example_8000-"), "{a}");
+        assert_eq!(a.len(), "hub-a.example_8000-".len() + 8);
+        // Fixed: the directory must keep its name across versions.
+        assert_eq!(
+            hub_state_name("http://127.0.0.1:8000"),
+            "127.0.0.1_8000-63767aa5"
+        );
+        // The README's example.
+        assert_eq!(
+            hub_state_name("https://hub-a.example:8000"),
+            "hub-a.example_8000-c30809de"
+        );
+        assert_eq!(
+            hub_state_name("https://hub.example"),
+            hub_state_name("https://hub.example:443/")
+        );
+        assert!(hub_state_name("https://hub.example").starts_with("hub.example_443-"));
+        assert_ne!(
+            hub_state_name("http://hub:8000"),
+            hub_state_name("https://hub:8000")
+        );
+        assert_ne!(
+            hub_state_name("http://hub:8000/a"),
+            hub_state_name("http://hub:8000/b")
+        );
+        assert!(hub_state_name("http://[::1]:9000").starts_with("---1-_9000-"));
+    }
+
+    #[test]
+    fn a_token_in_the_old_place_moves_into_its_hubs_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(migrate_legacy(root).unwrap(), None, "nothing stored");
+        let creds = Credentials {
+            token: Secret::new("old-token"),
+            enrolled_as: EnrolledAs {
+                node: "n1".into(),
+                hub: "http://127.0.0.1:8000".into(),
+            },
+        };
+        StateDir::new(root).save(&creds).unwrap();
+        let moved = migrate_legacy(root).unwrap().unwrap();
+        assert_eq!(moved, root.join("hubs").join("127.0.0.1_8000-63767aa5"));
+        let per_hub = StateDir::for_hub(root, "http://127.0.0.1:8000");
+        assert_eq!(per_hub.load().unwrap(), Some(creds.clone()));
+        assert!(!root.join(TOKEN_FILE).exists() && !root.join(ENROLLMENT_FILE).exists());
+        assert_eq!(migrate_legacy(root).unwrap(), None, "done once");
+        let stored = stored_tokens(root).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].1, creds);
+
+        // A newer token already in the hub's directory wins over a stale one in the old place.
+        let stale = Credentials {
+            token: Secret::new("stale"),
+            ..creds.clone()
+        };
+        StateDir::new(root).save(&stale).unwrap();
+        assert_eq!(migrate_legacy(root).unwrap(), None);
+        assert_eq!(per_hub.load().unwrap(), Some(creds));
+        assert!(!root.join(TOKEN_FILE).exists());
+
+        per_hub.delete().unwrap();
+        assert!(!per_hub.path().exists(), "empty hub directory removed");
+        assert!(stored_tokens(root).unwrap().is_empty());
     }
 }

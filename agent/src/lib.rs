@@ -4,6 +4,7 @@
 pub mod collection;
 pub mod collectors;
 pub mod config;
+pub mod deregister;
 pub mod enroll;
 pub mod hub_client;
 pub mod push;
@@ -31,10 +32,12 @@ pub enum AgentError {
     #[error(transparent)]
     Hub(#[from] HubError),
     /// No enrollment token while one is needed.
-    #[error("node {node} has no valid stored push token and no enrollment token is configured: set FLEETGATE_ENROLL_TOKEN or FLEETGATE_ENROLL_TOKEN_FILE")]
+    #[error("node {node} has no valid stored push token for {hub} and no enrollment token is configured: set FLEETGATE_ENROLL_TOKEN or FLEETGATE_ENROLL_TOKEN_FILE (or the hub's enroll_token_file)")]
     NoEnrollToken {
         /// The node that needs to enroll.
         node: String,
+        /// The hub it needs to enroll at.
+        hub: String,
     },
     /// The hub refused the enrollment.
     #[error("enrolling node {node} at {hub} was refused: {source} (a removed node name can only be enrolled again with the admin token)")]
@@ -46,15 +49,15 @@ pub enum AgentError {
         /// The hub's answer.
         source: HubError,
     },
-    /// `deregister` failed.
-    #[error("deregistering node {node} at {hub} failed: {source}")]
+    /// `deregister` failed at one hub or more.
+    #[error("deregistered from {removed} of {hubs} hubs; failed at: {failed}")]
     Deregister {
-        /// The node.
-        node: String,
-        /// The hub.
-        hub: String,
-        /// The hub's answer.
-        source: HubError,
+        /// The hubs that failed, each with its error.
+        failed: String,
+        /// How many hubs removed the node (or had already).
+        removed: usize,
+        /// How many hubs the node held a token for.
+        hubs: usize,
     },
     /// Printing the `--once` output failed.
     #[error("writing to stdout: {0}")]
@@ -68,9 +71,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     match mode {
-        Mode::Deregister => push::deregister(&config).await,
+        Mode::Deregister => deregister::deregister(&config).await,
         Mode::Once => {
-            let (mut collection, _) = build_collection(&config, PushStats::new());
+            // The push metrics of every configured hub, as a push would carry them.
+            let stats = PushStats::new();
+            for hub in &config.hubs {
+                stats.hub(&hub.url);
+            }
+            let (mut collection, _) = build_collection(&config, stats);
             let families = collection.collect().await;
             let text = fleetgate_shared::text::render(&families);
             let mut out = std::io::stdout().lock();
@@ -82,7 +90,8 @@ pub async fn run(
             let stats = PushStats::new();
             let (collection, gpu_devices) = build_collection(&config, stats.clone());
             let enrollment = enroll::enrollment(&config, gpu_devices);
-            tracing::info!(node = %config.node, hub = %config.hub, interval = ?config.interval,
+            let hubs: Vec<&str> = config.hubs.iter().map(|h| h.url.as_str()).collect();
+            tracing::info!(node = %config.node, ?hubs, interval = ?config.interval,
                 collectors = ?collection.names(), outbound = %config.outbound(), "fleetgate-agent starting");
             push::PushLoop::new(config, collection, stats, enrollment)?
                 .run(shutdown)

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use fleetgate_agent::enroll::StateDir;
 use fleetgate_testkit::exposition::value;
 use fleetgate_testkit::{eventually, Agent, AgentArgs, Hub};
 
@@ -126,7 +127,8 @@ async fn pushes_need_a_client_certificate_from_the_given_ca() {
     );
     for node in ["anonymous", "rogue"] {
         assert_eq!(hub.node_state(node).await, None, "{node} was enrolled");
-        assert!(!tmp.path().join(node).join("push.token").exists());
+        let stored = StateDir::for_hub(&tmp.path().join(node), &hub.base_url());
+        assert!(!stored.path().join("push.token").exists());
     }
     let fams = hub.metrics().await;
     assert!(

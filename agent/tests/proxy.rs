@@ -2,7 +2,8 @@
 //! agent's enrollment and pushes arrive at the hub and show in the proxy's log; with `NO_PROXY`
 //! naming the hub they go direct; `--proxy` wins over the environment and carries a password
 //! that never shows in the agent's log; a proxy refusing the credentials is named as such,
-//! retried, and never taken for the hub removing the node.
+//! retried, and never taken for the hub removing the node; with a list of hubs every hub's
+//! enrollment, pushes and `deregister` go through the proxy.
 
 #![allow(clippy::unwrap_used)]
 
@@ -96,6 +97,13 @@ fn proxied_agent(
     extra: &[&str],
 ) -> Agent {
     let args = AgentArgs::new(hub, node, &state.path().join(node)).with(extra.iter().copied());
+    let mut cmd = without_proxy_variables();
+    cmd.args(args.args()).envs(env.iter().copied());
+    Agent::spawn(cmd)
+}
+
+/// The agent's command with none of the proxy variables of the test's environment.
+fn without_proxy_variables() -> Command {
     let mut cmd = command(Binary::Agent);
     for var in [
         "HTTP_PROXY",
@@ -110,8 +118,7 @@ fn proxied_agent(
     ] {
         cmd.env_remove(var);
     }
-    cmd.args(args.args()).envs(env.iter().copied());
-    Agent::spawn(cmd)
+    cmd
 }
 
 /// Accepted pushes of `node` as its agent counts them, from the hub's /metrics.
@@ -233,5 +240,59 @@ async fn the_proxy_flag_wins_and_its_password_stays_secret() {
         assert!(!agent.log().contains("wrong-password"), "{}", agent.log());
         assert!(!agent.log().contains("removed"), "{}", agent.log());
         assert_eq!(hub.node_state(node).await, None);
+    }
+}
+
+#[tokio::test]
+async fn every_hub_of_a_list_is_reached_through_the_proxy_and_deregister_too() {
+    let Some(bin) = require_tool("tinyproxy") else {
+        return;
+    };
+    let proxy = Tinyproxy::start(&bin, None);
+    let dir = tempfile::tempdir().unwrap();
+    let hub_a = Hub::start(&[]);
+    let hub_b = Hub::start(&[]);
+    let state = dir.path().join("state");
+    let mut config = format!(
+        "node = \"two-hubs\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\ncollectors = []\n",
+        state.display()
+    );
+    for hub in [&hub_a, &hub_b] {
+        config.push_str(&format!(
+            "\n[[hubs]]\nurl = \"{}\"\nenroll_token_file = \"{}\"\n",
+            hub.base_url(),
+            hub.enroll_token_file().display()
+        ));
+    }
+    let config_path = dir.path().join("agent.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_arg = config_path.display().to_string();
+
+    let mut cmd = without_proxy_variables();
+    cmd.args(["--config", &config_arg, "--proxy", &proxy.url()]);
+    let agent = Agent::spawn(cmd);
+    for hub in [&hub_a, &hub_b] {
+        wait_pushes(hub, "two-hubs", 3.0).await;
+        assert_eq!(proxy.requests(hub, "/add_node"), 1, "{}", proxy.log());
+        assert!(proxy.requests(hub, "/push") >= 3, "{}", proxy.log());
+    }
+    drop(agent);
+
+    let out = without_proxy_variables()
+        .args([
+            "deregister",
+            "--config",
+            &config_arg,
+            "--proxy",
+            &proxy.url(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("deregistered from 2 of 2 hubs"), "{stderr}");
+    for hub in [&hub_a, &hub_b] {
+        assert_eq!(proxy.requests(hub, "/remove_node"), 1, "{}", proxy.log());
+        assert_eq!(hub.node_state("two-hubs").await.as_deref(), Some("removed"));
     }
 }

@@ -7,9 +7,17 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use fleetgate_agent::enroll::StateDir;
 use fleetgate_shared::{Bucket, Family, Label, Quantile, Series, Value};
 use fleetgate_testkit::exposition::{series_labels, serve, sum, value};
 use fleetgate_testkit::{command, eventually, Agent, AgentArgs, Binary, Hub};
+
+/// Where the agent keeps its push token for `hub`: `STATE_DIR/hubs/<name>/`.
+fn hub_state(state: &std::path::Path, hub: &Hub) -> std::path::PathBuf {
+    StateDir::for_hub(state, &hub.base_url())
+        .path()
+        .to_path_buf()
+}
 
 /// Waits until the hub shows a snapshot of `node` whose `process_start_time_seconds` is not
 /// `not_start` and returns it: proof that a push of a (new) agent process arrived.
@@ -57,7 +65,7 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
     );
 
     use std::os::unix::fs::PermissionsExt;
-    let token_path = state.path().join("push.token");
+    let token_path = hub_state(state.path(), &hub).join("push.token");
     let token = std::fs::read_to_string(&token_path).unwrap();
     assert!(!token.trim().is_empty());
     assert_eq!(
@@ -65,7 +73,7 @@ async fn enrolls_reuses_its_token_after_restart_and_exits_0_on_sigterm() {
         0o600
     );
     let record: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(state.path().join("enrollment.json")).unwrap(),
+        &std::fs::read_to_string(hub_state(state.path(), &hub).join("enrollment.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(record["node"], "edge-1");
@@ -159,8 +167,9 @@ async fn survives_hub_outage_and_restart_keeping_only_the_latest_snapshot() {
     let mut hub = Hub::start(&[]);
     let state = tempfile::tempdir().unwrap();
     let mut args = AgentArgs::new(&hub, "edge-2", state.path()).with(["--scrape-url", &target]);
-    // Long enough for a debug build to collect 20,000 series well within one interval.
-    args.interval = "500ms".into();
+    // Long enough for a debug build to collect and push 20,000 series well within one interval:
+    // a push still in flight at the next collection holds the snapshot it sends.
+    args.interval = "1s".into();
     let mut agent = Agent::start(args.args());
     eventually(
         Duration::from_secs(30),
@@ -175,7 +184,7 @@ async fn survives_hub_outage_and_restart_keeping_only_the_latest_snapshot() {
         },
     )
     .await;
-    let token = std::fs::read_to_string(state.path().join("push.token")).unwrap();
+    let token = std::fs::read_to_string(hub_state(state.path(), &hub).join("push.token")).unwrap();
 
     // The agent's heap (RssAnon) in normal operation, sampled every 50 ms over two windows of
     // 4 s after a few cycles: how far its peak moves on its own is the noise the outage is
@@ -187,9 +196,9 @@ async fn survives_hub_outage_and_restart_keeping_only_the_latest_snapshot() {
     let noise = first.abs_diff(second);
     let before = first.max(second);
 
-    // Hub down for 8 s: the agent retries with backoff (500 ms interval: 125 ms doubling up to
-    // 4 s, so about six attempts), collecting a new snapshot for each attempt that comes more
-    // than an interval after the last collection, and dropping the one it held.
+    // Hub down for 8 s: the agent retries with backoff (1 s interval: 250 ms doubling up to
+    // one interval) and collects a new snapshot every interval, dropping the one it held before
+    // each collection.
     hub.kill9();
     let during = peak_anon(&mut agent, Duration::from_secs(8)).await;
     let growth = during.saturating_sub(before);
@@ -245,10 +254,15 @@ async fn survives_hub_outage_and_restart_keeping_only_the_latest_snapshot() {
         "{failures} failed attempts during the outage; the test needs several cycles"
     );
     assert_eq!(
-        std::fs::read_to_string(state.path().join("push.token")).unwrap(),
+        std::fs::read_to_string(hub_state(state.path(), &hub).join("push.token")).unwrap(),
         token
     );
-    assert!(agent.log().contains("pushes are accepted again"));
+    // The hub shows the push before the agent has read the answer and logged it.
+    eventually(Duration::from_secs(10), "the recovery logged", || {
+        let log = agent.log();
+        async move { log.contains("pushes are accepted again").then_some(()) }
+    })
+    .await;
     assert!(agent.terminate().await.success());
 }
 
@@ -317,7 +331,7 @@ async fn deregister_removes_the_node_and_forgets_the_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!state.path().join("push.token").exists());
+    assert!(!hub_state(state.path(), &hub).join("push.token").exists());
     assert_eq!(hub.node_state("edge-4").await.as_deref(), Some("removed"));
     let fams = hub.metrics().await;
     assert!(value(&fams, "process_start_time_seconds", &[("node", "edge-4")]).is_none());

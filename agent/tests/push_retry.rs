@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use fleetgate_agent::enroll::StateDir;
 use fleetgate_testkit::exposition::value;
 use fleetgate_testkit::{eventually, Agent, AgentArgs, Hub};
 
@@ -34,7 +35,11 @@ async fn waits_for_a_late_hub_and_honours_retry_after() {
         },
     )
     .await;
-    let token = std::fs::read_to_string(state.join("push.token")).unwrap();
+    // The agent keeps its token for this hub in STATE_DIR/hubs/<name>/.
+    let token_path = StateDir::for_hub(&state, &hub.base_url())
+        .path()
+        .join("push.token");
+    let token = std::fs::read_to_string(&token_path).unwrap();
 
     // Bad tokens from the agent's own source address (loopback) until the hub refuses it.
     for _ in 0..3 {
@@ -80,10 +85,7 @@ async fn waits_for_a_late_hub_and_honours_retry_after() {
         "{refused} pushes refused for the failed-auth limit"
     );
     // Same identity, back on /metrics.
-    assert_eq!(
-        std::fs::read_to_string(state.join("push.token")).unwrap(),
-        token
-    );
+    assert_eq!(std::fs::read_to_string(&token_path).unwrap(), token);
     eventually(Duration::from_secs(10), "the node up again", || {
         let hub = &hub;
         async move { (hub.node_state("retry").await.as_deref() == Some("up")).then_some(()) }

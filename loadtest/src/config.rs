@@ -70,9 +70,14 @@ pub struct Config {
         default_value = "target/release/fleetgate-hub"
     )]
     pub hub_bin: PathBuf,
-    /// Target an already running hub instead of starting one (loopback only).
+    /// Target an already running hub instead of starting one (loopback only); several
+    /// separated by commas: every node pushes to each, as with --hubs.
     #[arg(long, env = "FLEETGATE_LOADTEST_HUB_URL")]
     pub hub_url: Option<String>,
+    /// Hubs the rig starts; every simulated node pushes each snapshot to every one of them, as
+    /// an agent with several hubs does, and the figures are reported per hub.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(usize))]
+    pub hubs: usize,
     /// Enrollment token for --hub-url.
     #[arg(long, env = "FLEETGATE_ENROLL_TOKEN", hide_env_values = true)]
     pub enroll_token: Option<String>,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod latency;
 pub mod process;
 pub mod procstat;
+pub mod replicas;
 pub mod report;
 pub mod run;
 pub mod thresholds;
@@ -49,15 +50,23 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
     }
     let thresholds = config.thresholds();
     thresholds.validate(&config.systems)?;
-    if let Some(url) = &config.hub_url {
-        let host = url
-            .trim_start_matches("http://")
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("");
-        if !(host == "127.0.0.1" || host == "localhost" || host == "[::1]") {
-            bail!("--hub-url must be on loopback (127.0.0.1), got {url}");
+    if let Some(urls) = &config.hub_url {
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let host = url
+                .trim_start_matches("http://")
+                .split(['/', ':'])
+                .next()
+                .unwrap_or("");
+            if !(host == "127.0.0.1" || host == "localhost" || host == "[::1]") {
+                bail!("--hub-url must be on loopback (127.0.0.1), got {url}");
+            }
         }
+    }
+    if config.hubs == 0 {
+        bail!("--hubs must be at least 1");
+    }
+    if replicas::wanted(&config) {
+        return replicas::run(&config, workload, command).await;
     }
     let mut sweep = Vec::new();
     for &nodes in &counts {
@@ -131,14 +140,7 @@ async fn fleetgate(
     workload: Arc<Workload>,
 ) -> Result<report::Figures> {
     if let Some(url) = &config.hub_url {
-        let token = match (&config.enroll_token, &config.enroll_token_file) {
-            (Some(t), _) => t.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => bail!("--hub-url needs --enroll-token or --enroll-token-file"),
-        };
+        let token = enroll_token(config)?;
         let target = Target::Fleetgate {
             url: url.trim_end_matches('/').to_string(),
             enroll_token: token,
@@ -158,6 +160,18 @@ async fn fleetgate(
         eprintln!("hub log tail:\n{}", hub.service.log_tail());
     }
     figures
+}
+
+/// The enrollment token for `--hub-url`.
+fn enroll_token(config: &Config) -> Result<String> {
+    Ok(match (&config.enroll_token, &config.enroll_token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => bail!("--hub-url needs --enroll-token or --enroll-token-file"),
+    })
 }
 
 /// `--hub-bin` as given, or the same relative path under `CARGO_TARGET_DIR` when only that exists.

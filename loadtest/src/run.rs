@@ -190,13 +190,13 @@ impl Pusher {
 
 /// One scrape of `/metrics`.
 #[derive(Debug, Clone, Copy)]
-struct Scrape {
-    seconds: f64,
-    bytes: u64,
+pub(crate) struct Scrape {
+    pub(crate) seconds: f64,
+    pub(crate) bytes: u64,
     /// Sample lines (plain scrapes only).
-    series: u64,
+    pub(crate) series: u64,
     /// Whether the server answered with `Content-Encoding: gzip`.
-    gzip: bool,
+    pub(crate) gzip: bool,
 }
 
 /// Runs the whole measurement against `target` and returns its figures.
@@ -473,7 +473,7 @@ fn lossy(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-async fn enroll_all(clients: &[HubClient], token: &str, nodes: usize) -> Vec<String> {
+pub(crate) async fn enroll_all(clients: &[HubClient], token: &str, nodes: usize) -> Vec<String> {
     let results: Vec<(usize, String)> = futures_util::stream::iter(0..nodes)
         .map(|idx| async move {
             let enrollment = enrollment(&node_name(idx));
@@ -509,7 +509,12 @@ fn enrollment(node: &str) -> Enrollment {
     }
 }
 
-async fn scrape_loop(url: String, every: Duration, timeout: Duration, end: Instant) -> Vec<Scrape> {
+pub(crate) async fn scrape_loop(
+    url: String,
+    every: Duration,
+    timeout: Duration,
+    end: Instant,
+) -> Vec<Scrape> {
     let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
         return Vec::new();
     };

@@ -1,7 +1,8 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
 //! must ingest, and Fleetgate must meet the thresholds the test command gives it. Then Fleetgate
 //! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
-//! bytes. And a run against a hub that refuses every push must fail, naming the threshold.
+//! bytes. With two hubs every node pushes to both. And a run against a hub that refuses every
+//! push must fail, naming the threshold.
 
 #![allow(clippy::unwrap_used)]
 
@@ -169,6 +170,27 @@ fn quick_mode_measures_both_systems_and_meets_its_thresholds() {
         fg["disappear_seconds"].is_number(),
         "removed probe node never left: {fg}"
     );
+}
+
+#[test]
+fn every_node_pushes_to_every_hub() {
+    let hub = hub_bin();
+    let doc = passing(&["--hub-bin", &hub, "--hubs", "2", "--push", "values"]);
+    let hubs = doc["hubs"].as_array().unwrap();
+    assert_eq!(hubs.len(), 2, "{doc}");
+    assert_ne!(hubs[0]["hub"], hubs[1]["hub"]);
+    let nodes = doc["nodes"].as_u64().unwrap();
+    for h in hubs {
+        assert_eq!(h["enrolled"].as_u64(), Some(nodes), "{h}");
+        assert!(h["failures"].as_object().unwrap().is_empty(), "{h}");
+        // 20 nodes every 2 s for 8 s: about four pushes each, to each hub.
+        assert!(h["pushes"].as_u64().unwrap() >= 2 * nodes, "{h}");
+        assert!(
+            h["cpu_percent"].as_f64().is_some() && h["rss_bytes"].as_u64().is_some(),
+            "{h}"
+        );
+        assert!(h["scrape_series"].as_u64().unwrap() > 0, "{h}");
+    }
 }
 
 #[test]

@@ -9,6 +9,12 @@ variables resolved through Prometheus like Grafana would, must return at least o
 Dashboard JSON is validated on the way (ids, datasource uid, units, variables, the Node
 overview's promise to show no hostnames or addresses).
 
+With --store victoria-metrics the queries go where the HA layout's Grafana sends them
+(compose/monitoring-ha.yml): two Prometheus replicas (replica="a" and "b", from the shipped
+configs) scrape the hub and remote-write to VictoriaMetrics, which drops the replica label and
+deduplicates them; the dashboards must work against it unchanged, with the HA datasource
+(grafana/provisioning-ha) under the same uid.
+
 Exit status: 0 when everything holds, 1 on any failure.
 """
 
@@ -37,6 +43,7 @@ import gpu_pusher
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources"
+HA_DATASOURCES = ROOT / "grafana" / "provisioning-ha" / "datasources"
 HERE = pathlib.Path(__file__).resolve().parent
 
 # Panels that cannot show data on this machine, with the reason (hardware it lacks, or accounting
@@ -328,6 +335,24 @@ class Stack:
             raise RuntimeError("Prometheus not ready within 60s:\n" + self.tail("prometheus"))
         log(f"prometheus at {self.prom}")
 
+    def start_ha_store(self):
+        """VictoriaMetrics behind replicas a and b, as in compose/monitoring-ha.yml; queries go
+        to VictoriaMetrics. Both replicas scrape the one hub here, so every series arrives twice
+        and must come out once."""
+        sys.path.insert(0, str(ROOT / "tests" / "ha"))
+        import ha_stack
+
+        def spawn(name, argv):
+            return self.spawn(name, argv)
+
+        vm = ha_stack.start_store(spawn, self.tmp, 2, self.check_alive)
+        hub = self.hub.removeprefix("http://")
+        for replica in ("a", "b"):
+            ha_stack.start_replica(spawn, self.tmp, replica, hub, vm, 2, self.check_alive,
+                                   send_deadline_s=1)
+        self.prom = vm
+        log(f"VictoriaMetrics at {vm}, fed by Prometheus replicas a and b")
+
 
 # -- Prometheus API -----------------------------------------------------------------------------
 
@@ -387,9 +412,9 @@ def panels_of(dash):
         yield from p.get("panels", [])
 
 
-def provisioned_uid():
+def provisioned_uid(directory=DATASOURCES):
     uids = []
-    for f in sorted(DATASOURCES.glob("*.yml")):
+    for f in sorted(directory.glob("*.yml")):
         for ds in yaml.safe_load(f.read_text()).get("datasources", []):
             uids.append(ds["uid"])
     if len(uids) != 1:
@@ -509,6 +534,35 @@ def run_queries(prom, dashboards, uid):
     return rows, errors
 
 
+def check_deduplicated(store):
+    """Both replicas scrape the same hub: the store must hold each series once (no replica
+    label left) and one sample per scrape interval of the two replicas."""
+    problems = []
+    left = prom_query(store, 'count({replica=~".+"})')
+    if left:
+        problems.append(f"series still carry the replica label in VictoriaMetrics: {left}")
+    # 2 s scrapes: 10 samples in 20 s from one replica, about 20 from two undeduplicated. The
+    # window ends 5 s ago (remote_write batches) and asks the raw data (nocache); a store only
+    # seconds old may not have 20 s yet, so it is asked again for a while.
+    samples = 0.0
+    for _ in range(12):
+        r = requests.get(f"{store}/api/v1/query", timeout=30, params={
+            "query": "max(count_over_time(node_uname_info[20s]))",
+            "time": f"{time.time() - 5:.3f}", "nocache": "1"}).json()
+        result = r.get("data", {}).get("result", [])
+        samples = float(result[0]["value"][1]) if result else 0.0
+        if samples >= 9:
+            break
+        time.sleep(5)
+    if not 9 <= samples <= 13:
+        problems.append(f"node_uname_info has {samples:.0f} samples in 20 s in VictoriaMetrics; "
+                        "one replica's 2 s scrapes give 10: deduplication is not working")
+    else:
+        log(f"VictoriaMetrics holds each series once, {samples:.0f} samples in 20 s (2 s scrapes "
+            "from two replicas, deduplicated)")
+    return problems
+
+
 def print_table(rows):
     w_dash = max(len(r[0]) for r in rows)
     w_panel = max(len(r[1]) for r in rows)
@@ -526,10 +580,14 @@ def main():
     ap.add_argument("--deadline", type=float, default=240,
                     help="seconds to wait for every panel to have data")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir with all logs")
+    ap.add_argument("--store", choices=["prometheus", "victoria-metrics"], default="prometheus",
+                    help="query Prometheus, or VictoriaMetrics behind two replicas (HA layout)")
     args = ap.parse_args()
 
     errors = []
     uid = provisioned_uid()
+    if args.store == "victoria-metrics" and provisioned_uid(HA_DATASOURCES) != uid:
+        errors.append(f"the HA datasource's uid is not {uid}: the dashboards would not find it")
     gen = subprocess.run([sys.executable, str(ROOT / "grafana" / "build_dashboards.py"),
                           "--check"], capture_output=True, text=True)
     if gen.returncode != 0:
@@ -561,7 +619,10 @@ def main():
         stack.wait_for_node(stack.agent_node)
         stack.hub_outage()
         stack.wait_for_node(stack.agent_node)
-        stack.start_prometheus()
+        if args.store == "victoria-metrics":
+            stack.start_ha_store()
+        else:
+            stack.start_prometheus()
         stack.provoke_push_errors()
 
         # Poll until every panel has data or the deadline passes; rate() windows need two
@@ -578,6 +639,8 @@ def main():
                 log(f"attempt {attempt}: {len(errors)} problems left, first: {errors[0]}")
             time.sleep(5)
         print_table(rows)
+        if args.store == "victoria-metrics":
+            errors += check_deduplicated(stack.prom)
         panels = {(r[0], r[1]) for r in rows}
         log(f"{len(rows)} targets in {len(panels)} panels of {len(dashboards)} dashboards; "
             f"{len(CANNOT_SHOW_DATA_HERE)} panels cannot show data on this machine:")

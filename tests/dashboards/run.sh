@@ -17,6 +17,8 @@ require "$bin_dir/fleetgate-agent (cargo build -p fleetgate-agent)" test -x "$bi
 require_cmd prometheus || exit 0
 require "/bin/busybox (static, Debian busybox-static)" test -x /bin/busybox || exit 0
 require "a running Docker engine" docker info || exit 0
+# --store victoria-metrics: the HA layout's store behind two Prometheus replicas.
+case " $* " in *" victoria-metrics "*) require_cmd victoria-metrics || exit 0 ;; esac
 require "$python with pytriton, requests and PyYAML (scripts/requirements-test.txt)" \
   "$python" -c 'import pytriton, requests, yaml' || exit 0
 
