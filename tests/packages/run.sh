@@ -303,9 +303,11 @@ wait_for 30 "node_uname_info from $NODE" node_has "$NODE" '^node_uname_info\{' \
 agent_pid=$(cx systemctl show -p MainPID --value fleetgate-agent)
 [ "$(cx awk '/^Uid:/ {print $2}' "/proc/$agent_pid/status")" = "$agent_uid" ] || fail "the agent does not run as fleetgate-agent"
 cx awk '/^Groups:/' "/proc/$agent_pid/status" | grep -qw "$socket_gid" || fail "the agent process is not in the docker group"
-[ "$(cx stat -c '%U %a' /var/lib/fleetgate-agent/push.token)" = "fleetgate-agent 600" ] \
-  || fail "the push token is not the agent's, mode 0600"
-ok "$NODE enrolled; the agent runs as fleetgate-agent (groups incl. docker), push token 0600 in /var/lib/fleetgate-agent"
+# One hub: one token, in the state directory's hubs/<name>/ folder.
+token_modes=$(cx sh -c 'stat -c "%U %a" /var/lib/fleetgate-agent/hubs/*/push.token' 2>&1)
+[ "$token_modes" = "fleetgate-agent 600" ] \
+  || fail "the push token is not one file of the agent's, mode 0600: $token_modes"
+ok "$NODE enrolled; the agent runs as fleetgate-agent (groups incl. docker), push token 0600 in /var/lib/fleetgate-agent/hubs/"
 
 step "the hardened unit loses no metric family"
 # Families of one collection as root without any sandbox, against what the unit's agent pushed.
