@@ -180,6 +180,10 @@ impl PushLoop {
                 }
                 () = tokio::time::sleep_until(next.into()) => {}
             }
+            // Let every pusher woken by the last snapshot take it first: when a collection
+            // overran its interval, the sleep above is already over and would not yield, and on
+            // the agent's one-thread runtime the pushers would never see a snapshot at all.
+            tokio::task::yield_now().await;
             // The snapshot still waiting in the channel is an interval old: a hub that has not
             // taken it is failing and gets the next one. Freed before the next collection (without
             // waking the pushers), so an outage never holds two; a push in flight keeps its own.
