@@ -143,7 +143,7 @@ struct Staged {
     /// Changes accepted since the last write started.
     pending: Vec<u64>,
     /// Outcome of written changes not yet collected by their caller.
-    done: HashMap<u64, Result<(), String>>,
+    done: HashMap<u64, Result<(), (io::ErrorKind, String)>>,
     /// A caller is writing.
     writing: bool,
 }
@@ -311,7 +311,8 @@ impl Registry {
             if let Some(result) = staged.done.remove(&ticket) {
                 return result
                     .map(|()| Some(out))
-                    .map_err(|e| io::Error::other(e).into());
+                    // The kind survives, so a full or read-only disk is still named as such.
+                    .map_err(|(kind, message)| io::Error::new(kind, message).into());
             }
             if staged.writing {
                 staged = self.written.wait(staged).unwrap_or_else(|p| p.into_inner());
@@ -332,12 +333,12 @@ impl Registry {
                 Err(e) => {
                     // What was staged after this batch built on it: it fails with it.
                     let later = std::mem::take(&mut staged.pending);
-                    let message = e.to_string();
+                    let failure = (e.kind(), e.to_string());
                     for t in later {
-                        staged.done.insert(t, Err(message.clone()));
+                        staged.done.insert(t, Err(failure.clone()));
                     }
                     staged.state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
-                    Err(message)
+                    Err(failure)
                 }
             };
             for t in batch {
