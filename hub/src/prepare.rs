@@ -407,6 +407,22 @@ mod tests {
         assert_eq!(e.reason, "duplicate");
         let e = err(vec![gauge("m", vec![vec![]]), gauge("m", vec![vec![]])], &l);
         assert_eq!(e.reason, "duplicate");
+        // A histogram's `_count` series and a family of that name: the same lines twice.
+        let mut lat = gauge("lat", vec![vec![]]);
+        lat.kind = MetricType::Histogram;
+        lat.series[0].value = Value::Histogram(Histogram {
+            buckets: vec![],
+            sum: 1.0,
+            count: 3.0,
+        });
+        let e = err(vec![gauge("lat_count", vec![vec![]]), lat.clone()], &l);
+        assert_eq!(e.reason, "duplicate");
+        assert!(
+            e.message
+                .contains("family lat_count clashes with the histogram lat"),
+            "{e}"
+        );
+        assert!(prepare(vec![gauge("lat_total", vec![vec![]]), lat], &labels(), &l).is_ok());
         let small = Limits {
             max_series_per_node: 1,
             max_labels_per_series: 1,

@@ -67,6 +67,26 @@ pub fn check_families(
             ));
         }
     }
+    // A histogram or summary writes `x_sum`/`x_count` (and `x_bucket`) lines: a family of one
+    // of those names would write the same series again.
+    for family in sorted {
+        for part in fleetgate_shared::text::part_names(&family.name, family.kind) {
+            if sorted
+                .binary_search_by(|f| f.name.as_str().cmp(&part))
+                .is_ok()
+            {
+                return Err(Rejection::new(
+                    "duplicate",
+                    format!(
+                        "family {part} clashes with the {} {}, which writes {part} series",
+                        family.kind.as_str(),
+                        family.name
+                    ),
+                    series,
+                ));
+            }
+        }
+    }
     let mut seen: HashSet<Vec<&Label>> = HashSet::new();
     for family in sorted {
         check_family(family, extra, limits, &mut seen)

@@ -270,6 +270,7 @@ impl Parser {
             "HELP" => {
                 let (name, help) = split_word(rest);
                 check_metric_name(name)?;
+                self.check_not_a_part(name)?;
                 let i = self.family(name);
                 self.families[i].help = unescape_help(help);
             }
@@ -279,6 +280,15 @@ impl Parser {
                 let word = rest.trim();
                 let kind = MetricType::from_word(word)
                     .ok_or_else(|| format!("unknown metric type {word:?} for {name}"))?;
+                self.check_not_a_part(name)?;
+                if let Some(other) = part_names(name, kind)
+                    .into_iter()
+                    .find(|n| self.by_name.contains_key(n))
+                {
+                    return Err(format!(
+                        "TYPE {name} {word} after a family {other}: the {word}'s {other} series would collide with it"
+                    ));
+                }
                 let i = self.family(name);
                 let f = &mut self.families[i];
                 if !f.scalars.is_empty() || !f.complex.is_empty() {
@@ -287,6 +297,30 @@ impl Parser {
                 f.kind = kind;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A name that is a series of a histogram or summary declared before (`x_count` of
+    /// histogram `x`) cannot start a family of its own: both would write its lines.
+    fn check_not_a_part(&self, name: &str) -> Result<(), String> {
+        if self.by_name.contains_key(name) {
+            return Ok(());
+        }
+        for suffix in ["_bucket", "_sum", "_count"] {
+            let Some(base) = name.strip_suffix(suffix) else {
+                continue;
+            };
+            let Some(&i) = self.by_name.get(base) else {
+                continue;
+            };
+            let kind = self.families[i].kind;
+            if part_names(base, kind).iter().any(|n| n == name) {
+                return Err(format!(
+                    "{name} is a series of the {} {base}, not a family of its own",
+                    kind.as_str()
+                ));
+            }
         }
         Ok(())
     }
@@ -450,6 +484,17 @@ impl Builder {
             series,
         }
     }
+}
+
+/// The sample names a family of `kind` called `name` writes besides its own name: a
+/// histogram's `_bucket`, `_sum` and `_count`, a summary's `_sum` and `_count`.
+pub fn part_names(name: &str, kind: MetricType) -> Vec<String> {
+    let suffixes: &[&str] = match kind {
+        MetricType::Histogram => &["_bucket", "_sum", "_count"],
+        MetricType::Summary => &["_sum", "_count"],
+        _ => &[],
+    };
+    suffixes.iter().map(|s| format!("{name}{s}")).collect()
 }
 
 fn split_word(s: &str) -> (&str, &str) {
@@ -665,6 +710,28 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
         let mut out = String::new();
         write_series(&mut out, "m", &s, &[("instance", "n1"), ("node", "n1")]);
         assert_eq!(out, "m{cpu=\"1\",instance=\"n1\",node=\"n1\"} 2\n");
+    }
+
+    #[test]
+    fn a_family_clashing_with_a_histograms_series_is_refused() {
+        // Found by fuzzing: `lat_count` as a family of its own, then `lat` typed a histogram,
+        // whose `lat_count` line went to the first family.
+        let err = parse("lat_count 3\n# TYPE lat histogram\nlat_count 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2") && text.contains("lat_count") && text.contains("collide"),
+            "{text}"
+        );
+        let err = parse("# TYPE s summary\ns_sum 1\n# HELP s_count other\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("s_count is a series of the summary s"),
+            "{err}"
+        );
+        // Not every suffix is a part: a summary has no buckets, an untyped family no parts.
+        let fams = parse("# TYPE s summary\ns_count 1\ns_bucket 2\nu 1\nu_count 2\n").unwrap();
+        let names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["s", "s_bucket", "u", "u_count"]);
     }
 
     #[test]
