@@ -293,10 +293,7 @@ impl HubClient {
                 "hub URL {base_url:?} must start with http:// or https://"
             )));
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")));
+        let mut builder = Self::http_builder(timeout);
         let read = |path: &PathBuf, what: &str| {
             std::fs::read(path)
                 .map_err(|e| HubError::Config(format!("{what} {}: {e}", path.display())))
@@ -337,6 +334,32 @@ impl HubClient {
         let http = builder
             .build()
             .map_err(|e| HubError::Config(e.to_string()))?;
+        Ok(HubClient {
+            base,
+            http,
+            refused: Arc::default(),
+        })
+    }
+
+    /// The HTTP client settings every [`HubClient`] starts from: the per-request and connect
+    /// timeouts and the agent's user agent.
+    pub fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// A client for `base_url` over an HTTP client built by the caller from
+    /// [`HubClient::http_builder`]. The load-test rig builds thousands this way, sharing one
+    /// TLS configuration instead of loading the root certificates into each.
+    pub fn with_http(base_url: &str, http: reqwest::Client) -> Result<Self, HubError> {
+        let base = base_url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(HubError::Config(format!(
+                "hub URL {base_url:?} must start with http:// or https://"
+            )));
+        }
         Ok(HubClient {
             base,
             http,

@@ -1,4 +1,6 @@
-//! The sweep chart: push p99 latency and hub/Pushgateway RSS versus node count, both systems.
+//! The sweep charts: push p99 latency and hub/Pushgateway RSS versus node count, both systems;
+//! and for a Fleetgate-only sweep, how the hub's memory, CPU and scrape times grow with the
+//! fleet.
 
 use std::path::Path;
 
@@ -72,15 +74,83 @@ pub fn draw(path: &Path, sweep: &[Comparison]) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (left, right) = root.split_horizontally(600);
+    let [p99_f, p99_p] = p99;
+    let [rss_f, rss_p] = rss;
     panel(
         &left,
         "push p99 latency (ms, log scale)",
         "ms",
-        &p99,
+        &[("fleetgate", p99_f.clone()), ("pushgateway", p99_p.clone())],
         true,
         text,
     )?;
-    panel(&right, "peak RSS (MB)", "MB", &rss, false, text)?;
+    panel(
+        &right,
+        "peak RSS (MB)",
+        "MB",
+        &[("fleetgate", rss_f), ("pushgateway", rss_p)],
+        false,
+        text,
+    )?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Writes a 1800×500 PNG of a Fleetgate sweep: hub peak RSS (MB) and RSS per series held;
+/// hub CPU (% of one core); scrape times (unsharded plain, and with `--scrape-shards` the
+/// slowest shard and the whole gzip round).
+pub fn draw_scale(path: &Path, sweep: &[Comparison]) -> Result<()> {
+    let text = register_font();
+    let runs: Vec<&crate::report::Figures> =
+        sweep.iter().filter_map(|c| c.fleetgate.as_ref()).collect();
+    let line = |f: &dyn Fn(&crate::report::Figures) -> Option<f64>| -> Line {
+        runs.iter()
+            .filter_map(|x| Some((x.nodes as f64, f(x)?)))
+            .collect()
+    };
+    let root = BitMapBackend::new(path, (1800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let areas = root.split_evenly((1, 3));
+    panel(
+        &areas[0],
+        "hub memory",
+        "MB / bytes per series",
+        &[
+            ("peak RSS, MB", line(&|x| Some(x.rss_bytes? as f64 / 1e6))),
+            ("RSS bytes per series", line(&|x| x.rss_bytes_per_series)),
+        ],
+        false,
+        text,
+    )?;
+    panel(
+        &areas[1],
+        "hub CPU (% of one core)",
+        "%",
+        &[
+            ("hub", line(&|x| x.cpu_percent)),
+            ("rig", line(&|x| Some(x.rig_cpu_percent))),
+        ],
+        false,
+        text,
+    )?;
+    panel(
+        &areas[2],
+        "scrape time (s)",
+        "s",
+        &[
+            ("unsharded, plain", line(&|x| Some(x.scrape_seconds))),
+            (
+                "slowest shard, plain",
+                line(&|x| x.shard_scrapes.as_ref().map(|s| s.shard_seconds)),
+            ),
+            (
+                "all shards, gzip",
+                line(&|x| x.shard_scrapes.as_ref().map(|s| s.gzip_round_seconds)),
+            ),
+        ],
+        false,
+        text,
+    )?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -89,11 +159,12 @@ fn panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     title: &str,
     unit: &str,
-    lines: &[Line; 2],
+    lines: &[(&str, Line)],
     log: bool,
     text: bool,
 ) -> Result<()> {
-    let all = lines.iter().flatten();
+    let lines: Vec<&(&str, Line)> = lines.iter().filter(|(_, l)| !l.is_empty()).collect();
+    let all = lines.iter().flat_map(|(_, l)| l);
     let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max) * 1.05;
     let y_max = all.clone().map(|p| p.1).fold(1.0, f64::max) * if log { 2.0 } else { 1.1 };
     let y_min = all
@@ -109,8 +180,12 @@ fn panel(
     if text {
         builder.caption(title, ("sans-serif", 20));
     }
-    let colors = [RGBColor(0, 114, 178), RGBColor(213, 94, 0)];
-    let names = ["fleetgate", "pushgateway"];
+    let colors = [
+        RGBColor(0, 114, 178),
+        RGBColor(213, 94, 0),
+        RGBColor(0, 158, 115),
+        RGBColor(204, 121, 167),
+    ];
     macro_rules! draw_lines {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -125,13 +200,13 @@ fn panel(
                 mesh.x_labels(0).y_labels(0);
             }
             mesh.draw().map_err(|e| anyhow!("{e}"))?;
-            for (i, line) in lines.iter().enumerate() {
-                let color = colors[i];
+            for (i, (name, line)) in lines.iter().enumerate() {
+                let color = colors[i % colors.len()];
                 let series = chart
                     .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(3)))
                     .map_err(|e| anyhow!("{e}"))?;
                 if text {
-                    series.label(names[i]).legend(move |(x, y)| {
+                    series.label(*name).legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
                     });
                 }

@@ -63,6 +63,14 @@ pub struct Config {
     /// after a 409).
     #[arg(long, value_enum, default_value_t = PushKind::Full)]
     pub push: PushKind,
+    /// Also scrape the hub in this many shards at once (`/metrics?shard=I&of=N`), plain and
+    /// asking for gzip, as a sharded Prometheus job does; 0 = unsharded scrapes only.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub scrape_shards: u32,
+    /// Spread the nodes' first pushes (all full snapshots) over this time instead of one
+    /// interval; the steady phase (--duration) starts after it.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub ramp: Duration,
     /// Hub binary the rig starts (`--listen 127.0.0.1:0 --data-dir <tmp>`).
     #[arg(
         long,

@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod chart;
+pub mod clients;
 pub mod config;
 pub mod latency;
 pub mod process;
@@ -11,6 +12,7 @@ pub mod procstat;
 pub mod replicas;
 pub mod report;
 pub mod run;
+pub mod shards;
 pub mod thresholds;
 pub mod workload;
 
@@ -83,6 +85,8 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
             clients: config.clients,
             progress: config.progress,
             push: config.push,
+            scrape_shards: config.scrape_shards,
+            ramp: config.ramp,
         };
         let mut cmp = Comparison {
             fleetgate: None,
@@ -103,7 +107,11 @@ pub async fn run_all(config: Config, command: String) -> Result<()> {
         sweep.push(cmp);
     }
     if counts.len() > 1 {
-        chart::draw(&config.chart, &sweep)?;
+        if config.systems.iter().any(|s| s == "pushgateway") {
+            chart::draw(&config.chart, &sweep)?;
+        } else {
+            chart::draw_scale(&config.chart, &sweep)?;
+        }
         eprintln!("chart written to {}", config.chart.display());
     }
     let missed: Vec<String> = sweep.iter().flat_map(|c| thresholds.missed(c)).collect();

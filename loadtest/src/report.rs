@@ -82,6 +82,10 @@ pub struct Figures {
     pub rig_cpu_percent: f64,
     /// Peak resident memory of the rig.
     pub rig_rss_bytes: u64,
+    /// Seconds over which the nodes' first pushes were spread, before the steady phase.
+    pub ramp_seconds: f64,
+    /// Sharded scrapes (`--scrape-shards`), when asked for.
+    pub shard_scrapes: Option<crate::shards::ShardFigures>,
 }
 
 /// Both systems on one workload.
@@ -230,14 +234,59 @@ pub fn table(c: &Comparison) -> String {
     row("scrape series", &|x| Some(x.scrape_series as f64), "");
     row(
         "scrape s (max, gzip asked)",
-        &|x| Some(x.scrape_gzip_seconds),
+        // With --scrape-shards, gzip is asked of the shards only (rows below).
+        &|x| (x.scrape_gzip_bytes > 0).then_some(x.scrape_gzip_seconds),
         "",
     );
     row(
         "scrape MB (gzip asked)",
-        &|x| Some(x.scrape_gzip_bytes as f64 / 1e6),
+        &|x| (x.scrape_gzip_bytes > 0).then_some(x.scrape_gzip_bytes as f64 / 1e6),
         "",
     );
+    let shards = |x: &Figures| x.shard_scrapes.clone();
+    if any.and_then(shards).is_some() {
+        let of = any.and_then(shards).map_or(0, |s| s.shards);
+        row(
+            &format!("shard scrape s (max of {of}, plain)"),
+            &|x| shards(x).map(|s| s.shard_seconds),
+            "",
+        );
+        row(
+            "shard round s (all at once, plain)",
+            &|x| shards(x).map(|s| s.round_seconds),
+            "",
+        );
+        row(
+            "shard scrape s (max, gzip)",
+            &|x| shards(x).map(|s| s.gzip_shard_seconds),
+            "",
+        );
+        row(
+            "shard round s (all at once, gzip)",
+            &|x| shards(x).map(|s| s.gzip_round_seconds),
+            "",
+        );
+        row(
+            "shard round MB (gzip)",
+            &|x| shards(x).map(|s| s.gzip_round_bytes as f64 / 1e6),
+            "",
+        );
+        row(
+            "hub CPU s per unsharded scrape",
+            &|x| shards(x).and_then(|s| s.hub_cpu_unsharded),
+            "",
+        );
+        row(
+            "hub CPU s per shard round (plain)",
+            &|x| shards(x).and_then(|s| s.hub_cpu_plain_round),
+            "",
+        );
+        row(
+            "hub CPU s per shard round (gzip)",
+            &|x| shards(x).and_then(|s| s.hub_cpu_gzip_round),
+            "",
+        );
+    }
     row(
         "RSS MB (peak)",
         &|x| x.rss_bytes.map(|v| v as f64 / 1e6),

@@ -87,6 +87,12 @@ pub struct Params {
     pub progress: Duration,
     /// Full snapshots only, or values pushes between them (Fleetgate only).
     pub push: crate::config::PushKind,
+    /// Scrape in this many shards besides the unsharded scrape (Fleetgate only); 0: unsharded
+    /// plain and gzip scrapes only.
+    pub scrape_shards: u32,
+    /// Nodes make their first push at random within this time (at least one interval), so a
+    /// fleet does not send every first full snapshot at once; measuring starts after it.
+    pub ramp: Duration,
 }
 
 /// Node name of simulated node `idx`.
@@ -216,9 +222,7 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         Target::Fleetgate {
             url, enroll_token, ..
         } => {
-            let clients = (0..n_clients)
-                .map(|_| HubClient::new(url, params.push_timeout))
-                .collect::<Result<Vec<_>, _>>()?;
+            let clients = crate::clients::hub_clients(url, n_clients, params.push_timeout)?;
             let tokens = enroll_all(&clients, enroll_token, params.nodes).await;
             let enrolled = tokens.iter().filter(|t| !t.is_empty()).count();
             if enrolled == 0 {
@@ -256,7 +260,11 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         Arc::new((0..params.nodes).map(|_| AtomicU64::new(0)).collect());
 
     let start = Instant::now();
-    let end = start + params.duration;
+    // First pushes at random within the ramp (at least one interval); the steady phase
+    // (and the scraper) follows the ramp.
+    let ramp = params.ramp;
+    let first_within = ramp.max(params.interval).as_secs_f64();
+    let end = start + ramp + params.duration;
     let before = pid.as_deref().and_then(procstat::sample);
     let rig_before = procstat::sample("self");
 
@@ -271,7 +279,7 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         );
         nodes.spawn(async move {
             let interval = p.interval.as_secs_f64();
-            let offset = rand::thread_rng().gen_range(0.0..interval);
+            let offset = rand::thread_rng().gen_range(0.0..first_within);
             let mut next = start + Duration::from_secs_f64(offset);
             while next < end {
                 sleep_until(next.into()).await;
@@ -293,17 +301,38 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
     }
 
     let url = target.url().to_string();
-    let scraper = tokio::spawn(scrape_loop(
-        url.clone(),
-        params.scrape_interval,
-        params.scrape_timeout,
-        end,
-    ));
+    let scraper = {
+        let (url, mut p, pid) = (url.clone(), params.clone(), pid.clone());
+        if !matches!(target, Target::Fleetgate { .. }) {
+            // Pushgateway has no shards.
+            p.scrape_shards = 0;
+        }
+        tokio::spawn(async move {
+            // Measured once every node pushes.
+            tokio::time::sleep(ramp).await;
+            let (every, timeout) = (p.scrape_interval, p.scrape_timeout);
+            if p.scrape_shards == 0 {
+                return (scrape_loop(url, every, timeout, end).await, None);
+            }
+            let (scrapes, shards) =
+                crate::shards::scrape_loop(url, p.scrape_shards, every, timeout, end, pid).await;
+            let scrapes = scrapes
+                .into_iter()
+                .map(|s| Scrape {
+                    seconds: s.seconds,
+                    bytes: s.bytes,
+                    series: s.series,
+                    gzip: s.gzip,
+                })
+                .collect();
+            (scrapes, Some(shards))
+        })
+    };
     let probe = {
         let (t, p, w) = (target.clone(), params.clone(), workload.clone());
         tokio::spawn(async move {
             // Half-way, so the probe runs against a loaded system.
-            tokio::time::sleep(p.duration / 2).await;
+            tokio::time::sleep(ramp + p.duration / 2).await;
             probe(&t, &p, &w).await
         })
     };
@@ -357,7 +386,7 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         peak_rss = peak_rss.max(s.rss_bytes);
     }
     let rig_after = procstat::sample("self");
-    let scrapes = scraper.await.unwrap_or_default();
+    let (scrapes, shard_scrapes) = scraper.await.unwrap_or_default();
     let (appear_seconds, disappear_seconds) = probe.await.unwrap_or((None, None));
 
     // Saturation: closed loop, as fast as the system answers.
@@ -458,6 +487,8 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
         rig_cpu_seconds: rig_cpu,
         rig_cpu_percent: 100.0 * rig_cpu / elapsed,
         rig_rss_bytes: rig_peak_rss,
+        ramp_seconds: ramp.as_secs_f64(),
+        shard_scrapes,
     })
 }
 
@@ -594,10 +625,16 @@ async fn probe(target: &Target, p: &Params, w: &Workload) -> (Option<f64>, Optio
         async move {
             let deadline = since + Duration::from_secs(60);
             while Instant::now() < deadline {
-                if let Ok((_, found)) = scrape(http, url, false, Some(needle)).await {
-                    if found == present {
-                        return Some(since.elapsed().as_secs_f64());
+                // Sharded: only the probe's shard, as its Prometheus target would see it.
+                let found = match p.scrape_shards {
+                    0 => scrape(http, url, false, Some(needle)).await.map(|s| s.1),
+                    of => {
+                        let shard = crate::shards::shard_url(url, PROBE_NODE, of);
+                        crate::shards::body_contains(http, &shard, needle).await
                     }
+                };
+                if found.is_ok_and(|found| found == present) {
+                    return Some(since.elapsed().as_secs_f64());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -1,0 +1,257 @@
+//! Scraping a hub the way a sharded Prometheus job does (`--scrape-shards N`): every scrape
+//! interval one unsharded plain scrape, then `/metrics?shard=I&of=N` for every `I` at once,
+//! plain, then the same round asking for gzip. The hub's CPU time is read around each round,
+//! so what gzip costs shows apart from what rendering costs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::time::sleep_until;
+
+use crate::procstat;
+
+/// One scrape: how long, how big, how many sample lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scrape {
+    /// Request sent to last byte received.
+    pub seconds: f64,
+    /// Body bytes as received (compressed when served gzip).
+    pub bytes: u64,
+    /// Sample lines (plain bodies only).
+    pub series: u64,
+    /// Whether the body came gzip-compressed.
+    pub gzip: bool,
+}
+
+/// N shard scrapes run at once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Round {
+    /// Wall time of the whole round.
+    wall: f64,
+    /// Slowest shard.
+    slowest: f64,
+    /// All shards' bytes.
+    bytes: u64,
+    /// All shards' sample lines.
+    series: u64,
+    /// Every shard answered gzip.
+    gzip: bool,
+}
+
+/// What the sharded scraper measured over a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardFigures {
+    /// Shards per round.
+    pub shards: u32,
+    /// Rounds of each kind done.
+    pub rounds: u64,
+    /// Slowest single shard scrape, plain.
+    pub shard_seconds: f64,
+    /// Slowest round of all shards at once, plain (wall time).
+    pub round_seconds: f64,
+    /// Plain bytes and sample lines of the last round (all shards).
+    pub round_bytes: u64,
+    /// Sample lines of the last plain round (all shards).
+    pub round_series: u64,
+    /// Slowest single shard scrape, asking for gzip.
+    pub gzip_shard_seconds: f64,
+    /// Slowest round asking for gzip (wall time).
+    pub gzip_round_seconds: f64,
+    /// Compressed bytes of the last gzip round.
+    pub gzip_round_bytes: u64,
+    /// Whether the hub answered every shard with gzip.
+    pub gzip_served: bool,
+    /// Hub CPU seconds of one plain round, median of the rounds.
+    pub hub_cpu_plain_round: Option<f64>,
+    /// Hub CPU seconds of one gzip round, median of the rounds.
+    pub hub_cpu_gzip_round: Option<f64>,
+    /// Hub CPU seconds of one unsharded plain scrape, median.
+    pub hub_cpu_unsharded: Option<f64>,
+}
+
+/// Counts the sample lines (not comments, not blank) in a body streamed in `chunk`s;
+/// `at_line_start` carries over between chunks.
+pub fn count_samples(chunk: &[u8], at_line_start: &mut bool) -> u64 {
+    let mut n = 0;
+    let mut starts = |b: u8| {
+        if b != b'#' && b != b'\n' {
+            n += 1;
+        }
+    };
+    if *at_line_start {
+        if let Some(&b) = chunk.first() {
+            starts(b);
+        }
+    }
+    for at in memchr::memchr_iter(b'\n', chunk) {
+        if let Some(&b) = chunk.get(at + 1) {
+            starts(b);
+        }
+    }
+    if let Some(&last) = chunk.last() {
+        *at_line_start = last == b'\n';
+    }
+    n
+}
+
+/// GETs `url`, streaming the body: counts bytes and (plain) sample lines.
+pub async fn scrape(http: &reqwest::Client, url: &str, gzip: bool) -> Result<Scrape> {
+    let started = Instant::now();
+    let mut req = http.get(url);
+    if gzip {
+        req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+    }
+    let mut resp = req.send().await?.error_for_status()?;
+    let served_gzip = resp
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let (mut bytes, mut series, mut at_line_start) = (0u64, 0u64, true);
+    while let Some(chunk) = resp.chunk().await? {
+        bytes += chunk.len() as u64;
+        if !served_gzip {
+            series += count_samples(&chunk, &mut at_line_start);
+        }
+    }
+    Ok(Scrape {
+        seconds: started.elapsed().as_secs_f64(),
+        bytes,
+        series,
+        gzip: served_gzip,
+    })
+}
+
+/// Whether the body at `url` contains `needle` (streamed, never held whole).
+pub async fn body_contains(http: &reqwest::Client, url: &str, needle: &[u8]) -> Result<bool> {
+    let mut resp = http.get(url).send().await?.error_for_status()?;
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        tail.extend_from_slice(&chunk);
+        if memchr::memmem::find(&tail, needle).is_some() {
+            return Ok(true);
+        }
+        let keep = tail.len().saturating_sub(needle.len());
+        tail.drain(..keep);
+    }
+    Ok(false)
+}
+
+/// The URL of the one shard of `of` that holds `node`.
+pub fn shard_url(base: &str, node: &str, of: u32) -> String {
+    let shard = fleetgate_hub::shard::shard_of(node, of);
+    format!("{base}/metrics?shard={shard}&of={of}")
+}
+
+/// Hub CPU seconds used while `work` runs, when the hub's pid is known.
+async fn with_cpu<T>(
+    pid: Option<&str>,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Option<f64>) {
+    let before = pid.and_then(procstat::sample);
+    let out = work.await;
+    let after = pid.and_then(procstat::sample);
+    let cpu = match (before, after) {
+        (Some(a), Some(b)) => Some(b.cpu_seconds - a.cpu_seconds),
+        _ => None,
+    };
+    (out, cpu)
+}
+
+async fn round(http: &reqwest::Client, base: &str, of: u32, gzip: bool) -> Option<Round> {
+    let started = Instant::now();
+    let scrapes = futures_util::future::join_all((0..of).map(|i| {
+        let url = format!("{base}/metrics?shard={i}&of={of}");
+        async move { scrape(http, &url, gzip).await }
+    }))
+    .await;
+    let wall = started.elapsed().as_secs_f64();
+    let scrapes: Vec<Scrape> = scrapes.into_iter().collect::<Result<_>>().ok()?;
+    Some(Round {
+        wall,
+        slowest: scrapes.iter().map(|s| s.seconds).fold(0.0, f64::max),
+        bytes: scrapes.iter().map(|s| s.bytes).sum(),
+        series: scrapes.iter().map(|s| s.series).sum(),
+        gzip: scrapes.iter().all(|s| s.gzip),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+/// Scrapes `base` every `every` until `end`: an unsharded plain scrape (returned, for the
+/// run's usual scrape figures), then a plain and a gzip round of `of` shards.
+pub async fn scrape_loop(
+    base: String,
+    of: u32,
+    every: Duration,
+    timeout: Duration,
+    end: Instant,
+    hub_pid: Option<String>,
+) -> (Vec<Scrape>, ShardFigures) {
+    let mut figures = ShardFigures {
+        shards: of,
+        ..ShardFigures::default()
+    };
+    let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
+        return (Vec::new(), figures);
+    };
+    let pid = hub_pid.as_deref();
+    let (mut unsharded, mut cpu_plain, mut cpu_gzip, mut cpu_whole) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut next = Instant::now() + every / 2;
+    while next < end {
+        sleep_until(next.into()).await;
+        let (whole, cpu) = with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false)).await;
+        if let Ok(s) = whole {
+            unsharded.push(s);
+            cpu_whole.extend(cpu);
+        }
+        let (plain, cpu) = with_cpu(pid, round(&http, &base, of, false)).await;
+        if let Some(r) = plain {
+            figures.rounds += 1;
+            figures.shard_seconds = figures.shard_seconds.max(r.slowest);
+            figures.round_seconds = figures.round_seconds.max(r.wall);
+            figures.round_bytes = r.bytes;
+            figures.round_series = r.series;
+            cpu_plain.extend(cpu);
+        }
+        let (gz, cpu) = with_cpu(pid, round(&http, &base, of, true)).await;
+        if let Some(r) = gz {
+            figures.gzip_shard_seconds = figures.gzip_shard_seconds.max(r.slowest);
+            figures.gzip_round_seconds = figures.gzip_round_seconds.max(r.wall);
+            figures.gzip_round_bytes = r.bytes;
+            figures.gzip_served = r.gzip;
+            cpu_gzip.extend(cpu);
+        }
+        next += every;
+        while next <= Instant::now() {
+            next += every;
+        }
+    }
+    figures.hub_cpu_plain_round = median(cpu_plain);
+    figures.hub_cpu_gzip_round = median(cpu_gzip);
+    figures.hub_cpu_unsharded = median(cpu_whole);
+    (unsharded, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_lines_are_counted_across_chunk_boundaries() {
+        let body = b"# HELP a x\n# TYPE a gauge\na 1\na{b=\"#\"} 2\n\nb 3\n";
+        for split in 0..body.len() {
+            let (x, y) = body.split_at(split);
+            let mut start = true;
+            let n = count_samples(x, &mut start) + count_samples(y, &mut start);
+            assert_eq!(n, 3, "split at {split}");
+        }
+    }
+}
