@@ -372,6 +372,11 @@ impl Parser {
         rest = rest.trim_start_matches([' ', '\t']);
         if let Some(after) = rest.strip_prefix('{') {
             rest = parse_labels(after, &mut labels)?;
+            for (i, l) in labels.iter().enumerate() {
+                if labels[..i].iter().any(|m| m.name == l.name) {
+                    return Err(format!("sample {name} has the label {} twice", l.name));
+                }
+            }
         }
         let mut words = rest.split_ascii_whitespace();
         let value_word = words
@@ -732,6 +737,19 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
         let fams = parse("# TYPE s summary\ns_count 1\ns_bucket 2\nu 1\nu_count 2\n").unwrap();
         let names: Vec<&str> = fams.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["s", "s_bucket", "u", "u_count"]);
+    }
+
+    #[test]
+    fn a_label_given_twice_is_refused() {
+        // Found by fuzzing: the second `quantile` stayed a label of the summary's series.
+        let err =
+            parse("# TYPE gc summary\ngc{quantile=\"0\",quantile=\"0\",p=\"a\"} 1\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sample gc has the label quantile twice"),
+            "{err}"
+        );
+        assert!(parse("m{a=\"1\",b=\"1\",a=\"2\"} 1\n").is_err());
     }
 
     #[test]
