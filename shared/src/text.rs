@@ -418,8 +418,25 @@ impl Parser {
                     acc.points.push((bound, value));
                 }
             }
-            Part::Sum => fam.accum(labels).sum = Some(value),
-            Part::Count => fam.accum(labels).count = Some(value),
+            Part::Sum | Part::Count => {
+                let (key, carriers) = if fam.kind == MetricType::Histogram {
+                    ("le", "_bucket samples")
+                } else {
+                    ("quantile", "its quantile samples")
+                };
+                if labels.iter().any(|l| l.name == key) {
+                    return Err(format!(
+                        "sample {name} has the {key} label, which only {carriers} of {} carry",
+                        fam.name
+                    ));
+                }
+                let acc = fam.accum(labels);
+                if matches!(part, Part::Sum) {
+                    acc.sum = Some(value);
+                } else {
+                    acc.count = Some(value);
+                }
+            }
         }
         Ok(())
     }
@@ -750,6 +767,15 @@ nv_inference_count{model="simple",version="1"} 12 1700000000000
             "{err}"
         );
         assert!(parse("m{a=\"1\",b=\"1\",a=\"2\"} 1\n").is_err());
+        // Found next: `le` on a histogram's _sum would be written back beside the bucket's.
+        let err = parse("# TYPE lat histogram\nlat_sum{le=\"+\"} 3\n").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "sample lat_sum has the le label, which only _bucket samples of lat carry"
+            ),
+            "{err}"
+        );
+        assert!(parse("# TYPE s summary\ns_count{quantile=\"1\"} 3\n").is_err());
     }
 
     #[test]
