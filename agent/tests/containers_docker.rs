@@ -318,6 +318,14 @@ async fn without_visible_cgroups_restarts_show_from_the_cpu_reset_and_oom_is_lef
         "restart not seen within 20 s without cgroups"
     );
     // Seen during the second run (from its CPU time starting again from 0, or from the engine
-    // listing it as restarting in between), not minutes later when the spec is refreshed.
-    assert_eq!(inspect(&looping.name, "{{.RestartCount}}"), "1");
+    // listing it as restarting in between), not minutes later when the spec is refreshed. On a
+    // loaded machine one collection may fall between the second and the third run (each lasts
+    // 3 s); the spec refresh would come many runs later.
+    let restarts: u32 = inspect(&looping.name, "{{.RestartCount}}")
+        .parse()
+        .expect("restart count");
+    assert!(
+        (1..=2).contains(&restarts),
+        "restart seen only after {restarts} restarts"
+    );
 }

@@ -515,7 +515,7 @@ mod tests {
             ("x 1\n# TYPE x gauge\n", "TYPE"),
             ("x 1", "newline"),
             ("x 1\r\n", "carriage return"),
-            ("x{a=\"1\",a=\"2\"} 1\n", "duplicate label"),
+            ("x{a=\"1\",a=\"2\"} 1\n", "label a twice"),
             ("x{__a=\"1\"} 1\n", "reserved"),
             ("fleetgate_agent_up 1\n", "fleetgate_"),
             ("x{a=\"}\\\" 1\"} 1 17\n", "timestamp"),
