@@ -141,11 +141,21 @@ pub fn draw_scale(path: &Path, sweep: &[Comparison]) -> Result<()> {
             ("unsharded, plain", line(&|x| Some(x.scrape_seconds))),
             (
                 "slowest shard, plain",
-                line(&|x| x.shard_scrapes.as_ref().map(|s| s.shard_seconds)),
+                line(&|x| {
+                    x.shard_scrapes
+                        .as_ref()
+                        .filter(|s| s.rounds > 0)
+                        .map(|s| s.shard_seconds)
+                }),
             ),
             (
                 "all shards, gzip",
-                line(&|x| x.shard_scrapes.as_ref().map(|s| s.gzip_round_seconds)),
+                line(&|x| {
+                    x.shard_scrapes
+                        .as_ref()
+                        .filter(|s| s.gzip_round_bytes > 0)
+                        .map(|s| s.gzip_round_seconds)
+                }),
             ),
         ],
         false,

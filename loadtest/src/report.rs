@@ -243,9 +243,13 @@ pub fn table(c: &Comparison) -> String {
         &|x| (x.scrape_gzip_bytes > 0).then_some(x.scrape_gzip_bytes as f64 / 1e6),
         "",
     );
-    let shards = |x: &Figures| x.shard_scrapes.clone();
-    if any.and_then(shards).is_some() {
-        let of = any.and_then(shards).map_or(0, |s| s.shards);
+    // A kind of round that never completed shows n/a, not 0.
+    let shards = |x: &Figures| x.shard_scrapes.clone().filter(|s| s.rounds > 0);
+    let gzip_shards = |x: &Figures| x.shard_scrapes.clone().filter(|s| s.gzip_round_bytes > 0);
+    if any.is_some_and(|x| x.shard_scrapes.is_some()) {
+        let of = any
+            .and_then(|x| x.shard_scrapes.clone())
+            .map_or(0, |s| s.shards);
         row(
             &format!("shard scrape s (max of {of}, plain)"),
             &|x| shards(x).map(|s| s.shard_seconds),
@@ -258,32 +262,32 @@ pub fn table(c: &Comparison) -> String {
         );
         row(
             "shard scrape s (max, gzip)",
-            &|x| shards(x).map(|s| s.gzip_shard_seconds),
+            &|x| gzip_shards(x).map(|s| s.gzip_shard_seconds),
             "",
         );
         row(
             "shard round s (all at once, gzip)",
-            &|x| shards(x).map(|s| s.gzip_round_seconds),
+            &|x| gzip_shards(x).map(|s| s.gzip_round_seconds),
             "",
         );
         row(
             "shard round MB (gzip)",
-            &|x| shards(x).map(|s| s.gzip_round_bytes as f64 / 1e6),
+            &|x| gzip_shards(x).map(|s| s.gzip_round_bytes as f64 / 1e6),
             "",
         );
         row(
             "hub CPU s per unsharded scrape",
-            &|x| shards(x).and_then(|s| s.hub_cpu_unsharded),
+            &|x| x.shard_scrapes.as_ref().and_then(|s| s.hub_cpu_unsharded),
             "",
         );
         row(
             "hub CPU s per shard round (plain)",
-            &|x| shards(x).and_then(|s| s.hub_cpu_plain_round),
+            &|x| x.shard_scrapes.as_ref().and_then(|s| s.hub_cpu_plain_round),
             "",
         );
         row(
             "hub CPU s per shard round (gzip)",
-            &|x| shards(x).and_then(|s| s.hub_cpu_gzip_round),
+            &|x| x.shard_scrapes.as_ref().and_then(|s| s.hub_cpu_gzip_round),
             "",
         );
     }

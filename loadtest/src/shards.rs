@@ -1,7 +1,8 @@
-//! Scraping a hub the way a sharded Prometheus job does (`--scrape-shards N`): every scrape
-//! interval one unsharded plain scrape, then `/metrics?shard=I&of=N` for every `I` at once,
-//! plain, then the same round asking for gzip. The hub's CPU time is read around each round,
-//! so what gzip costs shows apart from what rendering costs.
+//! Scraping a hub the way a sharded Prometheus job does (`--scrape-shards N`). Each scrape
+//! interval renders the fleet once, as one scraper would, taking turns: an unsharded plain
+//! scrape, then `/metrics?shard=I&of=N` for every `I` at once, plain, then the same round
+//! asking for gzip. The hub's CPU time is read around each, so what gzip costs shows apart from
+//! what rendering costs (pushes arriving meanwhile count too).
 
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,7 @@ struct Round {
 pub struct ShardFigures {
     /// Shards per round.
     pub shards: u32,
-    /// Rounds of each kind done.
+    /// Plain rounds done (the gzip rounds take turns with them).
     pub rounds: u64,
     /// Slowest single shard scrape, plain.
     pub shard_seconds: f64,
@@ -184,8 +185,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// Scrapes `base` every `every` until `end`: an unsharded plain scrape (returned, for the
-/// run's usual scrape figures), then a plain and a gzip round of `of` shards.
+/// Scrapes `base` every `every` until `end`, in turn: an unsharded plain scrape (returned, for
+/// the run's usual scrape figures), a plain round of `of` shards, a gzip round.
 pub async fn scrape_loop(
     base: String,
     of: u32,
@@ -205,29 +206,41 @@ pub async fn scrape_loop(
     let (mut unsharded, mut cpu_plain, mut cpu_gzip, mut cpu_whole) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut next = Instant::now() + every / 2;
-    while next < end {
+    for turn in 0u64.. {
+        if next >= end {
+            break;
+        }
         sleep_until(next.into()).await;
-        let (whole, cpu) = with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false)).await;
-        if let Ok(s) = whole {
-            unsharded.push(s);
-            cpu_whole.extend(cpu);
-        }
-        let (plain, cpu) = with_cpu(pid, round(&http, &base, of, false)).await;
-        if let Some(r) = plain {
-            figures.rounds += 1;
-            figures.shard_seconds = figures.shard_seconds.max(r.slowest);
-            figures.round_seconds = figures.round_seconds.max(r.wall);
-            figures.round_bytes = r.bytes;
-            figures.round_series = r.series;
-            cpu_plain.extend(cpu);
-        }
-        let (gz, cpu) = with_cpu(pid, round(&http, &base, of, true)).await;
-        if let Some(r) = gz {
-            figures.gzip_shard_seconds = figures.gzip_shard_seconds.max(r.slowest);
-            figures.gzip_round_seconds = figures.gzip_round_seconds.max(r.wall);
-            figures.gzip_round_bytes = r.bytes;
-            figures.gzip_served = r.gzip;
-            cpu_gzip.extend(cpu);
+        match turn % 3 {
+            0 => {
+                let (whole, cpu) =
+                    with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false)).await;
+                if let Ok(s) = whole {
+                    unsharded.push(s);
+                    cpu_whole.extend(cpu);
+                }
+            }
+            1 => {
+                let (plain, cpu) = with_cpu(pid, round(&http, &base, of, false)).await;
+                if let Some(r) = plain {
+                    figures.rounds += 1;
+                    figures.shard_seconds = figures.shard_seconds.max(r.slowest);
+                    figures.round_seconds = figures.round_seconds.max(r.wall);
+                    figures.round_bytes = r.bytes;
+                    figures.round_series = r.series;
+                    cpu_plain.extend(cpu);
+                }
+            }
+            _ => {
+                let (gz, cpu) = with_cpu(pid, round(&http, &base, of, true)).await;
+                if let Some(r) = gz {
+                    figures.gzip_shard_seconds = figures.gzip_shard_seconds.max(r.slowest);
+                    figures.gzip_round_seconds = figures.gzip_round_seconds.max(r.wall);
+                    figures.gzip_round_bytes = r.bytes;
+                    figures.gzip_served = r.gzip;
+                    cpu_gzip.extend(cpu);
+                }
+            }
         }
         next += every;
         while next <= Instant::now() {
