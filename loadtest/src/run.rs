@@ -316,15 +316,6 @@ pub async fn run(target: &Target, params: &Params, workload: Arc<Workload>) -> R
             }
             let (scrapes, shards) =
                 crate::shards::scrape_loop(url, p.scrape_shards, every, timeout, end, pid).await;
-            let scrapes = scrapes
-                .into_iter()
-                .map(|s| Scrape {
-                    seconds: s.seconds,
-                    bytes: s.bytes,
-                    series: s.series,
-                    gzip: s.gzip,
-                })
-                .collect();
             (scrapes, Some(shards))
         })
     };
@@ -554,7 +545,7 @@ pub(crate) async fn scrape_loop(
     while next < end {
         sleep_until(next.into()).await;
         for gzip in [false, true] {
-            if let Ok(s) = scrape(&http, &url, gzip, None).await {
+            if let Ok(s) = scrape(&http, &format!("{url}/metrics"), gzip, None).await {
                 out.push(s.0);
             }
         }
@@ -566,15 +557,15 @@ pub(crate) async fn scrape_loop(
     out
 }
 
-/// GETs `/metrics`, streaming: counts bytes and sample lines, and whether `needle` occurs.
-async fn scrape(
+/// GETs `url`, streaming: counts bytes and (plain) sample lines, and whether `needle` occurs.
+pub(crate) async fn scrape(
     http: &reqwest::Client,
-    base: &str,
+    url: &str,
     gzip: bool,
     needle: Option<&[u8]>,
 ) -> Result<(Scrape, bool)> {
     let started = Instant::now();
-    let mut req = http.get(format!("{base}/metrics"));
+    let mut req = http.get(url);
     if gzip {
         req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
     }
@@ -588,16 +579,11 @@ async fn scrape(
     while let Some(chunk) = resp.chunk().await? {
         bytes += chunk.len() as u64;
         if !served_gzip {
-            for &b in chunk.iter() {
-                if at_line_start && b != b'#' && b != b'\n' {
-                    series += 1;
-                }
-                at_line_start = b == b'\n';
-            }
+            series += crate::shards::count_samples(&chunk, &mut at_line_start);
         }
         if let (Some(n), false) = (needle, found) {
             tail.extend_from_slice(&chunk);
-            found = tail.windows(n.len()).any(|w| w == n);
+            found = memchr::memmem::find(&tail, n).is_some();
             let keep = tail.len().saturating_sub(n.len());
             tail.drain(..keep);
         }
@@ -626,13 +612,13 @@ async fn probe(target: &Target, p: &Params, w: &Workload) -> (Option<f64>, Optio
             let deadline = since + Duration::from_secs(60);
             while Instant::now() < deadline {
                 // Sharded: only the probe's shard, as its Prometheus target would see it.
-                let found = match p.scrape_shards {
-                    0 => scrape(http, url, false, Some(needle)).await.map(|s| s.1),
-                    of => {
-                        let shard = crate::shards::shard_url(url, PROBE_NODE, of);
-                        crate::shards::body_contains(http, &shard, needle).await
-                    }
+                let target = match p.scrape_shards {
+                    0 => format!("{url}/metrics"),
+                    of => crate::shards::shard_url(url, PROBE_NODE, of),
                 };
+                let found = scrape(http, &target, false, Some(needle))
+                    .await
+                    .map(|s| s.1);
                 if found.is_ok_and(|found| found == present) {
                     return Some(since.elapsed().as_secs_f64());
                 }

@@ -11,19 +11,7 @@ use serde::Serialize;
 use tokio::time::sleep_until;
 
 use crate::procstat;
-
-/// One scrape: how long, how big, how many sample lines.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Scrape {
-    /// Request sent to last byte received.
-    pub seconds: f64,
-    /// Body bytes as received (compressed when served gzip).
-    pub bytes: u64,
-    /// Sample lines (plain bodies only).
-    pub series: u64,
-    /// Whether the body came gzip-compressed.
-    pub gzip: bool,
-}
+use crate::run::{scrape, Scrape};
 
 /// N shard scrapes run at once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -96,48 +84,6 @@ pub fn count_samples(chunk: &[u8], at_line_start: &mut bool) -> u64 {
     n
 }
 
-/// GETs `url`, streaming the body: counts bytes and (plain) sample lines.
-pub async fn scrape(http: &reqwest::Client, url: &str, gzip: bool) -> Result<Scrape> {
-    let started = Instant::now();
-    let mut req = http.get(url);
-    if gzip {
-        req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
-    }
-    let mut resp = req.send().await?.error_for_status()?;
-    let served_gzip = resp
-        .headers()
-        .get(reqwest::header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let (mut bytes, mut series, mut at_line_start) = (0u64, 0u64, true);
-    while let Some(chunk) = resp.chunk().await? {
-        bytes += chunk.len() as u64;
-        if !served_gzip {
-            series += count_samples(&chunk, &mut at_line_start);
-        }
-    }
-    Ok(Scrape {
-        seconds: started.elapsed().as_secs_f64(),
-        bytes,
-        series,
-        gzip: served_gzip,
-    })
-}
-
-/// Whether the body at `url` contains `needle` (streamed, never held whole).
-pub async fn body_contains(http: &reqwest::Client, url: &str, needle: &[u8]) -> Result<bool> {
-    let mut resp = http.get(url).send().await?.error_for_status()?;
-    let mut tail: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        tail.extend_from_slice(&chunk);
-        if memchr::memmem::find(&tail, needle).is_some() {
-            return Ok(true);
-        }
-        let keep = tail.len().saturating_sub(needle.len());
-        tail.drain(..keep);
-    }
-    Ok(false)
-}
-
 /// The URL of the one shard of `of` that holds `node`.
 pub fn shard_url(base: &str, node: &str, of: u32) -> String {
     let shard = fleetgate_hub::shard::shard_of(node, of);
@@ -163,7 +109,7 @@ async fn round(http: &reqwest::Client, base: &str, of: u32, gzip: bool) -> Optio
     let started = Instant::now();
     let scrapes = futures_util::future::join_all((0..of).map(|i| {
         let url = format!("{base}/metrics?shard={i}&of={of}");
-        async move { scrape(http, &url, gzip).await }
+        async move { scrape(http, &url, gzip, None).await.map(|s| s.0) }
     }))
     .await;
     let wall = started.elapsed().as_secs_f64();
@@ -187,7 +133,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 
 /// Scrapes `base` every `every` until `end`, in turn: an unsharded plain scrape (returned, for
 /// the run's usual scrape figures), a plain round of `of` shards, a gzip round.
-pub async fn scrape_loop(
+pub(crate) async fn scrape_loop(
     base: String,
     of: u32,
     every: Duration,
@@ -214,8 +160,8 @@ pub async fn scrape_loop(
         match turn % 3 {
             0 => {
                 let (whole, cpu) =
-                    with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false)).await;
-                if let Ok(s) = whole {
+                    with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false, None)).await;
+                if let Ok((s, _)) = whole {
                     unsharded.push(s);
                     cpu_whole.extend(cpu);
                 }
