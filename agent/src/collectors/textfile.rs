@@ -306,18 +306,12 @@ fn check_family(family: &Family) -> Result<(), String> {
             "family {name} is in Fleetgate's own fleetgate_ namespace"
         ));
     }
+    // A label named twice in one sample is refused by the text parser already.
     for series in &family.series {
-        let mut seen = HashSet::new();
         for label in &series.labels {
             if label.name.starts_with("__") {
                 return Err(format!(
                     "label name {:?} of {name} is reserved (starts with __)",
-                    label.name
-                ));
-            }
-            if !seen.insert(label.name.as_str()) {
-                return Err(format!(
-                    "duplicate label name {:?} in a series of {name}",
                     label.name
                 ));
             }
