@@ -8,7 +8,7 @@ use fleetgate_shared::{MetricType, Series, Value};
 use memchr::memchr;
 
 use crate::labels::NodeLabels;
-use crate::prepare::SPLICE;
+use crate::prepare::{decode_set, LabelSets, LABEL_SET, LABEL_SET_REF, SPLICE};
 use crate::store::blocks::FamilyBlock;
 use crate::store::{NodeSnapshot, View};
 use std::sync::Arc;
@@ -74,6 +74,8 @@ struct Cursor<'a> {
     value_starts: &'a [u32],
     /// Its labels, spliced into every line.
     labels: &'a [u8],
+    /// Its long own-label sets, which lines refer to.
+    sets: &'a LabelSets,
     /// Its next family not yet written.
     next: usize,
     /// That family's name, or `None` when every family is written.
@@ -88,6 +90,7 @@ impl<'a> Cursor<'a> {
             values: node.values.as_bytes(),
             value_starts: &node.value_starts,
             labels: node.layout.node_labels.as_bytes(),
+            sets: &node.layout.label_sets,
             next: 0,
             next_name: families.first().map(|b| b.name()),
         }
@@ -117,19 +120,35 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Per line of one block: where its splice marker and its end are in the block's text.
+/// Where one skeleton line's parts are in its block's text.
+#[derive(Debug, Clone, Copy)]
+struct LineAt {
+    /// Its [`LABEL_SET`] reference, or [`NO_SET`].
+    set_at: u32,
+    /// The number of the label set it refers to.
+    set: u32,
+    /// Its [`SPLICE`] byte.
+    marker: u32,
+    /// Its `\n`.
+    end: u32,
+}
+
+/// [`LineAt::set_at`] of a line that keeps its own labels in place.
+const NO_SET: u32 = u32::MAX;
+
+/// Per line of one block: where its parts are in the block's text.
 #[derive(Debug, Default)]
 struct LineOffsets {
     /// The block they belong to (its address: the view keeps every block alive while it is
     /// rendered, so no other block can take that address meanwhile).
     block: usize,
-    /// `(marker, newline)` per line.
-    at: Vec<(u32, u32)>,
+    /// Per line.
+    at: Vec<LineAt>,
 }
 
 impl LineOffsets {
-    /// Scans `text`'s lines; `false` when a line has no marker or no end (never, for text
-    /// `prepare` wrote).
+    /// Scans `text`'s lines; `false` when a line has no marker or no end, or a malformed
+    /// label-set reference (never, for text `prepare` wrote).
     fn scan(&mut self, block: usize, text: &[u8]) -> bool {
         self.block = block;
         self.at.clear();
@@ -144,9 +163,23 @@ impl LineOffsets {
                 self.block = 0;
                 return false;
             }
+            let (set_at, set) = match memchr(LABEL_SET, &line[..marker]) {
+                None => (NO_SET, 0),
+                Some(at) => match line.get(at + 1..at + LABEL_SET_REF).and_then(decode_set) {
+                    Some(set) if at + LABEL_SET_REF <= marker => ((start + at) as u32, set),
+                    _ => {
+                        self.block = 0;
+                        return false;
+                    }
+                },
+            };
             // A text under 4 GiB (`prepare` checks), so its offsets fit.
-            self.at
-                .push(((start + marker) as u32, (start + end) as u32));
+            self.at.push(LineAt {
+                set_at,
+                set,
+                marker: (start + marker) as u32,
+                end: (start + end) as u32,
+            });
             start += end + 1;
         }
         true
@@ -196,7 +229,11 @@ impl<'a> ExpositionWriter<'a> {
                         let values = start
                             .and_then(|s| cursor.values.get(s as usize..))
                             .unwrap_or_default();
-                        write_lines(block.text(), &self.lines.at, values, cursor.labels, out);
+                        let node = Node {
+                            labels: cursor.labels,
+                            sets: cursor.sets,
+                        };
+                        write_lines(block.text(), &self.lines.at, values, node, out);
                     }
                 }
                 cursor.advance();
@@ -213,30 +250,41 @@ impl<'a> ExpositionWriter<'a> {
     }
 }
 
+/// What a node puts into the skeleton lines of its blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    /// Its labels, rendered once.
+    pub labels: &'a [u8],
+    /// Its long own-label sets.
+    pub sets: &'a LabelSets,
+}
+
 /// Appends every line of the skeleton `text` (see [`crate::prepare::Prepared::text`]) with
-/// `node_labels` put in at its [`SPLICE`] byte and the next value of `values` (each ending
-/// in `\n`) after it: the exposition lines as [`fleetgate_shared::text::write_series`] writes
-/// them with the node labels as `extra`.
-pub fn splice_lines(text: &[u8], values: &[u8], node_labels: &[u8], out: &mut Vec<u8>) {
+/// `node`'s labels put in at its [`SPLICE`] byte, its label sets at their references, and the
+/// next value of `values` (each ending in `\n`) after it: the exposition lines as
+/// [`fleetgate_shared::text::write_series`] writes them with the node labels as `extra`.
+pub fn splice_lines(text: &[u8], values: &[u8], node: Node<'_>, out: &mut Vec<u8>) {
     let mut lines = LineOffsets::default();
     if lines.scan(1, text) {
-        write_lines(text, &lines.at, values, node_labels, out);
+        write_lines(text, &lines.at, values, node, out);
     }
 }
 
-/// [`splice_lines`] with the lines' `(marker, newline)` offsets already known.
+/// [`splice_lines`] with the lines' offsets already known. Stops at a line it cannot write
+/// (a label set the node lacks, values running out; never for what the store holds).
 fn write_lines(
     text: &[u8],
-    lines: &[(u32, u32)],
+    lines: &[LineAt],
     mut values: &[u8],
-    node_labels: &[u8],
+    node: Node<'_>,
     out: &mut Vec<u8>,
 ) {
+    let node_labels = node.labels;
     // Values average under 12 bytes; a longer one just grows `out` once more.
     out.reserve(text.len() + lines.len() * (node_labels.len() + 2 + 12));
     let mut start = 0;
-    for &(marker, end) in lines {
-        let (marker, end) = (marker as usize, end as usize);
+    for at in lines {
+        let (marker, end) = (at.marker as usize, at.end as usize);
         let (Some(head), Some(tail)) = (text.get(start..marker), text.get(marker + 1..end)) else {
             return;
         };
@@ -244,7 +292,17 @@ fn write_lines(
         let Some(value_end) = values.iter().position(|&b| b == b'\n') else {
             return;
         };
-        out.extend_from_slice(head);
+        if at.set_at == NO_SET {
+            out.extend_from_slice(head);
+        } else {
+            let set_at = at.set_at as usize - start;
+            let Some(set) = node.sets.get(at.set) else {
+                return;
+            };
+            out.extend_from_slice(&head[..set_at]);
+            out.extend_from_slice(set);
+            out.extend_from_slice(&head[set_at + LABEL_SET_REF..]);
+        }
         match tail.first() {
             Some(b',' | b'}') => {
                 out.push(b',');
@@ -414,7 +472,10 @@ mod tests {
         splice_lines(
             &p.text[f.text.clone()],
             &p.values.as_bytes()[f.values.clone()],
-            p.node_labels.as_bytes(),
+            Node {
+                labels: p.node_labels.as_bytes(),
+                sets: &p.label_sets,
+            },
             &mut out,
         );
         String::from_utf8(out).unwrap()
@@ -470,7 +531,7 @@ mod tests {
         /// what the shared writer produces with the node labels as `extra`.
         #[test]
         fn prop_spliced_lines_equal_the_shared_writer(
-            own in proptest::collection::vec(("[a-z]{1,3}", "\\PC{0,6}"), 0..4),
+            own in proptest::collection::vec(("[a-z]{1,3}", "\\PC{0,16}"), 0..4),
             forged_instance in proptest::option::of("\\PC{0,4}"),
             node in "[a-z0-9.-]{1,8}",
             enrollment in proptest::option::of("\\PC{0,6}"),
@@ -531,6 +592,51 @@ mod tests {
         /// The sample lines of an exposition (HELP/TYPE left out).
         fn samples(text: &str) -> Vec<&str> {
             text.lines().filter(|l| !l.starts_with('#')).collect()
+        }
+
+        /// Nodes of one kind whose series differ only in long labels (container ids, GPU
+        /// UUIDs) share every block; each node's lines still carry its own labels.
+        #[test]
+        fn long_own_labels_stay_per_node_and_blocks_are_shared() {
+            let fams = |id: &str| {
+                let series = |v: f64| Series {
+                    labels: vec![
+                        Label::new("id", format!("/docker/{id}")),
+                        Label::new("name", "web"),
+                    ],
+                    value: Value::Scalar(v),
+                };
+                let mut cpu = gauge("container_cpu", vec![]);
+                cpu.series = vec![series(1.0)];
+                let mut mem = gauge("container_mem", vec![vec![("cpu", "0")]]);
+                mem.series.push(series(2.0));
+                vec![cpu, mem]
+            };
+            let (ida, idb) = ("a".repeat(64), "b".repeat(64));
+            let store = Store::new();
+            let ttl = Duration::from_secs(60);
+            store.apply("a", 1, Some(1), prepared("a", fams(&ida)), ttl);
+            assert_eq!(store.blocks(), 2);
+            store.apply("b", 1, Some(1), prepared("b", fams(&idb)), ttl);
+            assert_eq!(store.blocks(), 2, "the second node adds no block");
+            let view = store.view();
+            assert_eq!(view.nodes[0].layout.label_sets.len(), 1);
+            let text = render(&view);
+            let tail = ",name=\"web\",instance=\"a\",node=\"a\",node_type=\"gpu\"} 1\n";
+            assert!(
+                text.contains(&format!("container_cpu{{id=\"/docker/{ida}\"{tail}")),
+                "{text}"
+            );
+            let tail = ",name=\"web\",instance=\"b\",node=\"b\",node_type=\"gpu\"} 2\n";
+            assert!(
+                text.contains(&format!("container_mem{{id=\"/docker/{idb}\"{tail}")),
+                "{text}"
+            );
+            assert!(text.contains(
+                "container_mem{cpu=\"0\",instance=\"b\",node=\"b\",node_type=\"gpu\"} 1\n"
+            ));
+            assert_eq!(samples(&text).len(), 6);
+            assert!(fleetgate_shared::text::parse(&text).is_ok());
         }
 
         proptest! {

@@ -4,9 +4,13 @@
 //! common and the store shares between them, and its value, which is the node's own. The
 //! node's labels (instance, node, enrollment labels; ~50 bytes) are kept once per snapshot
 //! instead of in every line: a marker byte in the skeleton says where they go, and
-//! [`crate::exposition::splice_lines`] puts them in at render time. A values push
-//! ([`revalue`]) rewrites only the values.
+//! [`crate::exposition::splice_lines`] puts them in at render time. A series' own labels are
+//! kept in the node's [`LabelSets`] instead of in the line when they are long (container ids,
+//! GPU UUIDs, hostnames: the labels that differ from node to node and repeat across that
+//! node's families), so the skeletons of servers of one kind stay equal and shared. A values
+//! push ([`revalue`]) rewrites only the values.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use fleetgate_shared::text::{parse_value, write_escaped_label_value, write_value};
@@ -19,6 +23,133 @@ use crate::validate::{self, Rejection};
 /// Where the node labels go in a skeleton line. 0xFF never occurs in UTF-8, so it cannot
 /// collide with a name or a label value.
 pub const SPLICE: u8 = 0xFF;
+
+/// Where a series' own labels, kept in the node's [`LabelSets`], go in a skeleton line; the
+/// [`LABEL_SET_REF`] bytes after it are the set's number ([`encode_set`]). 0xFE never occurs
+/// in UTF-8 either, and the number's bytes are never 0xFE, 0xFF or `\n`.
+pub const LABEL_SET: u8 = 0xFE;
+
+/// Bytes of a label-set reference: the [`LABEL_SET`] byte and three of number.
+pub const LABEL_SET_REF: usize = 4;
+
+/// Own labels at least this long (as written: `{a="x",b="y"`) are kept in the node's
+/// [`LabelSets`]; shorter ones, such as `{cpu="3",mode="idle"}`, which servers of one kind
+/// have in common, stay in the shared line.
+pub const LABEL_SET_MIN: usize = 32;
+
+/// Label sets one node may keep apart (what three bytes of six bits number); further ones
+/// stay in the lines.
+pub const MAX_LABEL_SETS: usize = 1 << 18;
+
+/// The three bytes numbering label set `i` (< [`MAX_LABEL_SETS`]): six bits each, high bit set.
+pub fn encode_set(i: u32) -> [u8; 3] {
+    [
+        0x80 | ((i >> 12) & 0x3F) as u8,
+        0x80 | ((i >> 6) & 0x3F) as u8,
+        0x80 | (i & 0x3F) as u8,
+    ]
+}
+
+/// The number [`encode_set`] wrote in `b`, if it is such a number.
+pub fn decode_set(b: &[u8]) -> Option<u32> {
+    match b {
+        [a, b, c] if (a & 0xC0, b & 0xC0, c & 0xC0) == (0x80, 0x80, 0x80) => {
+            Some((u32::from(a & 0x3F) << 12) | (u32::from(b & 0x3F) << 6) | u32::from(c & 0x3F))
+        }
+        _ => None,
+    }
+}
+
+/// One node's long own-label sets, each kept once however many of its lines carry it, in
+/// order of first use (so nodes of one kind number theirs alike and share the lines that
+/// refer to them). Each set is written as in a line: `{a="x",b="y"`, without the closing brace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSets {
+    /// The sets back to back.
+    text: Box<str>,
+    /// Where each set ends in `text`.
+    ends: Box<[u32]>,
+}
+
+impl LabelSets {
+    /// Sets from their text and ends, as [`LabelSets::parts`] gives them; `None` when the ends
+    /// do not cut `text` into sets in order.
+    pub fn from_parts(text: String, ends: Vec<u32>) -> Option<Self> {
+        let mut start = 0usize;
+        for &e in &ends {
+            let e = e as usize;
+            if e < start || !text.is_char_boundary(e) || e > text.len() {
+                return None;
+            }
+            start = e;
+        }
+        (start == text.len()).then(|| LabelSets {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        })
+    }
+
+    /// The text of every set and where each ends.
+    pub fn parts(&self) -> (&str, &[u32]) {
+        (&self.text, &self.ends)
+    }
+
+    /// Set `i`, as written in a line.
+    pub fn get(&self, i: u32) -> Option<&[u8]> {
+        let i = i as usize;
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.as_bytes().get(start..end)
+    }
+
+    /// Number of sets.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub fn bytes(&self) -> usize {
+        self.text.len() + std::mem::size_of_val(&*self.ends)
+    }
+}
+
+/// [`LabelSets`] being collected by [`prepare`].
+#[derive(Debug, Default)]
+struct SetBuilder {
+    text: String,
+    ends: Vec<u32>,
+    numbers: HashMap<Box<str>, u32>,
+}
+
+impl SetBuilder {
+    /// The number of set `own`, added if new; `None` when the node has too many.
+    fn number(&mut self, own: &str) -> Option<u32> {
+        if let Some(&n) = self.numbers.get(own) {
+            return Some(n);
+        }
+        if self.ends.len() >= MAX_LABEL_SETS {
+            return None;
+        }
+        let n = self.ends.len() as u32;
+        self.text.push_str(own);
+        // Bounded with the rest of the text below 4 GiB by `prepare`'s check.
+        self.ends.push(self.text.len() as u32);
+        self.numbers.insert(own.into(), n);
+        Some(n)
+    }
+
+    fn finish(self) -> LabelSets {
+        LabelSets {
+            text: self.text.into_boxed_str(),
+            ends: self.ends.into_boxed_slice(),
+        }
+    }
+}
 
 /// One family rendered to exposition lines (without HELP/TYPE).
 #[derive(Debug, Clone)]
@@ -53,6 +184,8 @@ pub struct Prepared {
     pub values: String,
     /// The node labels, rendered once ([`NodeLabels::render`]).
     pub node_labels: String,
+    /// The long own-label sets the lines of `text` refer to.
+    pub label_sets: LabelSets,
     /// The families, sorted by name.
     pub families: Vec<PreparedFamily>,
     /// Series in the push.
@@ -147,6 +280,7 @@ pub fn prepare(
         text: Vec::with_capacity(series * 40),
         values: String::with_capacity(series * 10),
         node_labels: labels.render(),
+        label_sets: LabelSets::default(),
         families: Vec::with_capacity(families.len()),
         series,
         samples: 0,
@@ -155,13 +289,13 @@ pub fn prepare(
     // Label values and `le`/`quantile` bounds are escaped and formatted here first: the
     // shared writing primitives write into a `String`, which the skeleton (with its 0xFF
     // marker) is not.
-    let mut scratch = String::new();
+    let mut scratch = Scratch::default();
     for (first_sample, family) in families {
         let (text, lines, values) = (out.text.len(), out.samples, out.values.len());
         for s in &family.series {
             write_series_unlabelled(&mut out, &mut scratch, &family.name, s, &extra);
         }
-        if u32::try_from(out.text.len() + out.values.len()).is_err() {
+        if u32::try_from(out.text.len() + out.values.len() + scratch.sets.text.len()).is_err() {
             return Err(Rejection {
                 reason: "too_many_series",
                 message: format!("snapshot renders to more than {} bytes", u32::MAX),
@@ -180,7 +314,19 @@ pub fn prepare(
             first_sample: first_sample as u32,
         });
     }
+    out.label_sets = scratch.sets.finish();
     Ok(out)
+}
+
+/// What [`prepare`] writes lines with.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// One label value or bound, escaped or formatted.
+    value: String,
+    /// The series' own labels as written in a line.
+    own: String,
+    /// The node's long label sets so far.
+    sets: SetBuilder,
 }
 
 /// Appends every sample line of one series without the node labels (`extra`; payload labels
@@ -189,7 +335,7 @@ pub fn prepare(
 /// property test checks.
 fn write_series_unlabelled(
     out: &mut Prepared,
-    scratch: &mut String,
+    scratch: &mut Scratch,
     name: &str,
     series: &Series,
     extra: &[(&str, &str)],
@@ -222,11 +368,12 @@ fn write_series_unlabelled(
 /// after the series' own labels, before `le`/`quantile`. The byte after it tells
 /// [`crate::exposition::splice_lines`] the punctuation: `,` or `}` (own labels before it),
 /// `\n` (no labels at all), or the first byte of `le`/`quantile` (written here without its
-/// `{`, which the splice supplies).
+/// `{`, which the splice supplies). Own labels of [`LABEL_SET_MIN`] bytes or more are put in
+/// the node's label sets and referred to ([`LABEL_SET`]).
 #[allow(clippy::too_many_arguments)]
 fn write_line_unlabelled(
     out: &mut Prepared,
-    scratch: &mut String,
+    scratch: &mut Scratch,
     name: &str,
     suffix: &str,
     labels: &[Label],
@@ -237,33 +384,44 @@ fn write_line_unlabelled(
     let text = &mut out.text;
     text.extend_from_slice(name.as_bytes());
     text.extend_from_slice(suffix.as_bytes());
-    let mut own = false;
+    let own = &mut scratch.own;
+    own.clear();
     for l in labels {
         if extra.iter().any(|(n, _)| *n == l.name) {
             continue;
         }
-        text.push(if own { b',' } else { b'{' });
-        own = true;
-        text.extend_from_slice(l.name.as_bytes());
-        text.extend_from_slice(b"=\"");
-        scratch.clear();
-        write_escaped_label_value(scratch, &l.value);
-        text.extend_from_slice(scratch.as_bytes());
-        text.push(b'"');
+        own.push(if own.is_empty() { '{' } else { ',' });
+        own.push_str(&l.name);
+        own.push_str("=\"");
+        write_escaped_label_value(own, &l.value);
+        own.push('"');
     }
+    let number = if own.len() >= LABEL_SET_MIN {
+        scratch.sets.number(own)
+    } else {
+        None
+    };
+    match number {
+        Some(n) => {
+            text.push(LABEL_SET);
+            text.extend_from_slice(&encode_set(n));
+        }
+        None => text.extend_from_slice(own.as_bytes()),
+    }
+    let has_own = !own.is_empty();
     text.push(SPLICE);
     if let Some((n, v)) = special {
-        if own {
+        if has_own {
             text.push(b',');
         }
         text.extend_from_slice(n.as_bytes());
         text.extend_from_slice(b"=\"");
-        scratch.clear();
-        write_value(scratch, v);
-        text.extend_from_slice(scratch.as_bytes());
+        scratch.value.clear();
+        write_value(&mut scratch.value, v);
+        text.extend_from_slice(scratch.value.as_bytes());
         text.push(b'"');
     }
-    if own || special.is_some() {
+    if has_own || special.is_some() {
         text.push(b'}');
     }
     text.push(b'\n');

@@ -8,8 +8,8 @@
 //! Layout: `FGHS`, a version byte, the body, then the CRC-32 of everything before it. The body
 //! holds the label settings, the save time, the family index (HELP and TYPE by name), every
 //! distinct block once, and per node its epoch, seq, last push, quarantine count and, when
-//! fresh, its snapshot: age, staleness window, values-push layout, node labels, values and
-//! references to its blocks. Integers are LEB128 varints, strings length-prefixed.
+//! fresh, its snapshot: age, staleness window, values-push layout, node labels, long label
+//! sets, values and references to its blocks. Integers are LEB128 varints, strings length-prefixed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fleetgate_shared::text::parse_value;
 use fleetgate_shared::MetricType;
 
-use crate::prepare::{Layout, SPLICE};
+use crate::prepare::{decode_set, LabelSets, Layout, LABEL_SET, LABEL_SET_REF, SPLICE};
 use crate::store::blocks::FamilyBlock;
 use crate::store::{Incoming, IncomingFamily, Outcome, Store};
 
@@ -27,7 +27,7 @@ use crate::store::{Incoming, IncomingFamily, Outcome, Store};
 pub const FILE: &str = "snapshots.bin";
 const MAGIC: [u8; 4] = *b"FGHS";
 /// Bumped whenever what is saved, or what it means, changes.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// The label names every stored line was rendered for; a file written under others is not
 /// loaded.
@@ -200,6 +200,12 @@ pub fn encode(store: &Store, labels: LabelNames<'_>, now_ms: u64) -> (Vec<u8>, u
             }
         }
         w.str(&s.layout.node_labels);
+        let (sets, ends) = s.layout.label_sets.parts();
+        w.str(sets);
+        w.uint(ends.len() as u64);
+        for &e in ends {
+            w.uint(u64::from(e));
+        }
         w.str(&s.values);
         let families = s.layout.families();
         w.uint(families.len() as u64);
@@ -258,11 +264,11 @@ pub fn decode(
         let lines = r.uint("block lines")? as usize;
         let series = r.uint("block series")? as usize;
         let text = r.bytes("block text")?;
-        check_block(text, lines)?;
+        let sets = check_block(text, lines)?;
         let &(help, kind) = index
             .get(name)
             .ok_or_else(|| corrupt(&format!("block of {name} has no HELP/TYPE")))?;
-        blocks.push((name, help, kind, lines, series, text));
+        blocks.push((name, help, kind, lines, series, text, sets));
     }
 
     let mut loaded = Loaded::default();
@@ -301,6 +307,15 @@ pub fn decode(
             }
         };
         let node_labels = r.str("node labels")?;
+        let sets = r.str("label sets")?;
+        let mut ends = Vec::new();
+        for _ in 0..r.count("label set ends")? {
+            let end = u32::try_from(r.uint("label set end")?)
+                .map_err(|_| corrupt("label set end over 4 G"))?;
+            ends.push(end);
+        }
+        let label_sets = LabelSets::from_parts(sets.to_string(), ends)
+            .ok_or_else(|| corrupt(&format!("{node}: label sets out of range")))?;
         let values = r.str("values")?;
         let lines = check_values(values)?;
         if layout.as_ref().is_some_and(|l| l.samples as usize != lines) {
@@ -311,10 +326,11 @@ pub fn decode(
             let block = r.uint("block number")? as usize;
             let first_line = r.uint("first line")? as usize;
             let values_start = r.uint("values start")? as usize;
-            let &(name, help, kind, n, series, text) = blocks
+            let &(name, help, kind, n, series, text, needs) = blocks
                 .get(block)
                 .ok_or_else(|| corrupt(&format!("{node}: no block {block}")))?;
             let fits = first_line + n <= lines
+                && needs as usize <= label_sets.len()
                 && (values_start == 0 || values.as_bytes().get(values_start - 1) == Some(&b'\n'))
                 && values
                     .get(values_start..)
@@ -345,6 +361,7 @@ pub fn decode(
             families,
             values: values.to_string(),
             node_labels: node_labels.to_string(),
+            label_sets,
             layout,
         };
         let out = store.restore(node, epoch, seq, incoming, age, last_push, stale_after);
@@ -363,29 +380,40 @@ fn corrupt(what: &str) -> LoadError {
     LoadError::Corrupt(what.to_string())
 }
 
-/// A block's text must be `lines` lines of UTF-8, each with exactly one splice marker.
-fn check_block(text: &[u8], lines: usize) -> Result<(), LoadError> {
+/// A block's text must be `lines` lines of UTF-8, each with exactly one splice marker and at
+/// most one label-set reference before it. Returns how many label sets its lines need (the
+/// highest number referred to, plus one).
+fn check_block(text: &[u8], lines: usize) -> Result<u32, LoadError> {
     let mut n = 0;
+    let mut needs = 0;
     for line in text.split_inclusive(|&b| b == b'\n') {
         let Some((&b'\n', line)) = line.split_last() else {
             return Err(corrupt("block text does not end in a newline"));
         };
         let mut parts = line.split(|&b| b == SPLICE);
-        let ok = match (parts.next(), parts.next(), parts.next()) {
-            (Some(head), Some(tail), None) => {
-                std::str::from_utf8(head).is_ok() && std::str::from_utf8(tail).is_ok()
-            }
-            _ => false,
-        };
-        if !ok {
+        let (Some(mut head), Some(tail), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(corrupt("block line without exactly one splice point"));
+        };
+        if let Some(at) = head.iter().position(|&b| b == LABEL_SET) {
+            let set = head
+                .get(at + 1..at + LABEL_SET_REF)
+                .and_then(decode_set)
+                .ok_or_else(|| corrupt("block line with a malformed label-set reference"))?;
+            needs = needs.max(set + 1);
+            if std::str::from_utf8(&head[..at]).is_err() {
+                return Err(corrupt("block line that is not UTF-8"));
+            }
+            head = &head[at + LABEL_SET_REF..];
+        }
+        if std::str::from_utf8(head).is_err() || std::str::from_utf8(tail).is_err() {
+            return Err(corrupt("block line that is not UTF-8"));
         }
         n += 1;
     }
     if n != lines {
         return Err(corrupt("block line count"));
     }
-    Ok(())
+    Ok(needs)
 }
 
 /// Values are one number per line; returns how many.
@@ -615,7 +643,10 @@ mod tests {
         newer[4] = VERSION + 1;
         assert_eq!(
             err(&newer, LABELS),
-            format!("format version {}, this hub reads version 1", VERSION + 1)
+            format!(
+                "format version {}, this hub reads version {VERSION}",
+                VERSION + 1
+            )
         );
         let other = LabelNames {
             instance: "host",
@@ -647,6 +678,36 @@ mod tests {
         bad.extend_from_slice(&crc32fast::hash(&bad).to_le_bytes());
         let e = decode(&Store::new(), LABELS, &bad, 1_000, |_, _| true).unwrap_err();
         assert!(e.to_string().contains("splice point"), "{e}");
+    }
+
+    #[test]
+    fn label_set_references_load_only_when_well_formed_and_present() {
+        let s = Store::new();
+        // Series `j` = 1 of `b` has long labels: its line refers to the node's label set 0.
+        s.apply(
+            "n1",
+            1,
+            Some(1),
+            prepared("n1", families(&names(&["a", "b", "c"]), &[1.0])),
+            Duration::from_secs(60),
+        );
+        let (bytes, ..) = encode(&s, LABELS, 1_000);
+        let after = Store::new();
+        decode(&after, LABELS, &bytes, 1_000, |_, _| true).unwrap();
+        assert_eq!(render(&after), render(&s));
+        assert!(render(&s).contains("id=\"/docker/"));
+        let body = &bytes[..bytes.len() - 4];
+        let at = body.iter().position(|&b| b == LABEL_SET).unwrap();
+        let refuse = |at: usize, to: u8, why: &str| {
+            let mut bad = body.to_vec();
+            bad[at] = to;
+            bad.extend_from_slice(&crc32fast::hash(&bad).to_le_bytes());
+            let e = decode(&Store::new(), LABELS, &bad, 1_000, |_, _| true).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        };
+        // A number byte that is not one, and a set the node does not have.
+        refuse(at + 1, b'x', "malformed label-set reference");
+        refuse(at + 3, 0x81, "out of range");
     }
 
     #[test]

@@ -51,9 +51,16 @@ pub fn families(names: &[String], x: &[f64]) -> Vec<Family> {
                 ),
                 _ => (MetricType::Gauge, Value::Scalar(next())),
             };
+            // The second series has labels long enough to be kept in the node's label sets.
             let series = (0..i % 3)
                 .map(|j| Series {
-                    labels: vec![Label::new("j", j.to_string())],
+                    labels: match j {
+                        0 => vec![Label::new("j", "0")],
+                        _ => vec![
+                            Label::new("id", format!("/docker/{:0>40}", j)),
+                            Label::new("j", j.to_string()),
+                        ],
+                    },
                     value: value.clone(),
                 })
                 .collect();

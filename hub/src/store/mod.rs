@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleetgate_shared::MetricType;
 
-use crate::prepare::{Base, Layout, Prepared, Revalued};
+use crate::prepare::{Base, LabelSets, Layout, Prepared, Revalued};
 use blocks::{BlockContent, BlockPool, FamilyBlock, Held};
 
 /// Everything of a node's snapshot but its values; shared by the values pushes that follow
@@ -24,6 +24,8 @@ pub struct NodeLayout {
     pub node: Arc<str>,
     /// The node labels as of the full push, rendered once.
     pub node_labels: Box<str>,
+    /// The node's long own-label sets its blocks' lines refer to.
+    pub label_sets: LabelSets,
     /// Exposed families sorted by name (quarantined ones left out), as shared blocks.
     families: Held,
     /// Per exposed family, the number of its first line among all the push's lines.
@@ -235,6 +237,8 @@ pub struct Incoming<'a> {
     pub values: String,
     /// The node labels, rendered.
     pub node_labels: String,
+    /// The long own-label sets the families' lines refer to.
+    pub label_sets: LabelSets,
     /// What a values push must match, when one may follow.
     pub layout: Option<Layout>,
 }
@@ -261,6 +265,7 @@ impl<'a> Incoming<'a> {
             families,
             values: std::mem::take(&mut prepared.values),
             node_labels: std::mem::take(&mut prepared.node_labels),
+            label_sets: std::mem::take(&mut prepared.label_sets),
             layout,
         }
     }
@@ -447,6 +452,7 @@ impl Store {
         let layout = NodeLayout {
             node: node.into(),
             node_labels,
+            label_sets: incoming.label_sets,
             families,
             first_lines,
             series,
@@ -759,6 +765,7 @@ impl Store {
                 bytes += std::mem::size_of::<NodeLayout>()
                     + l.node.len()
                     + l.node_labels.len()
+                    + l.label_sets.bytes()
                     + std::mem::size_of_val(l.families())
                     + std::mem::size_of_val(&*l.first_lines)
                     + l.layout
