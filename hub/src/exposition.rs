@@ -296,10 +296,11 @@ fn write_lines(
             out.extend_from_slice(head);
         } else {
             let set_at = at.set_at as usize - start;
-            let Some(set) = node.sets.get(at.set) else {
+            let Some((parent, set)) = node.sets.get(at.set) else {
                 return;
             };
             out.extend_from_slice(&head[..set_at]);
+            out.extend_from_slice(parent);
             out.extend_from_slice(set);
             out.extend_from_slice(&head[set_at + LABEL_SET_REF..]);
         }

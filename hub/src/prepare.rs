@@ -62,23 +62,38 @@ pub fn decode_set(b: &[u8]) -> Option<u32> {
 
 /// One node's long own-label sets, each kept once however many of its lines carry it, in
 /// order of first use (so nodes of one kind number theirs alike and share the lines that
-/// refer to them). Each set is written as in a line: `{a="x",b="y"`, without the closing brace.
+/// refer to them). Each set is written as in a line: `{a="x",b="y"`, without the closing
+/// brace. A set may continue another: the variants of one container's labels
+/// (`{id="…",name="…"` and `{id="…",name="…",failure_type="pgfault"`) keep their common part
+/// once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSets {
-    /// The sets back to back.
+    /// Each set's own text back to back.
     text: Box<str>,
-    /// Where each set ends in `text`.
+    /// Where each set's own text ends in `text`.
     ends: Box<[u32]>,
+    /// Per set, the set whose whole text comes before its own, or [`NO_PARENT`]; a parent
+    /// never has a parent itself.
+    parents: Box<[u32]>,
 }
 
+/// [`LabelSets`] parent of a set that continues none.
+pub const NO_PARENT: u32 = u32::MAX;
+
 impl LabelSets {
-    /// Sets from their text and ends, as [`LabelSets::parts`] gives them; `None` when the ends
-    /// do not cut `text` into sets in order.
-    pub fn from_parts(text: String, ends: Vec<u32>) -> Option<Self> {
+    /// Sets from their parts, as [`LabelSets::parts`] gives them; `None` when the ends do not
+    /// cut `text` into sets in order or a parent is not an earlier set without a parent.
+    pub fn from_parts(text: String, ends: Vec<u32>, parents: Vec<u32>) -> Option<Self> {
+        if ends.len() != parents.len() {
+            return None;
+        }
         let mut start = 0usize;
-        for &e in &ends {
+        for (i, (&e, &p)) in ends.iter().zip(&parents).enumerate() {
             let e = e as usize;
-            if e < start || !text.is_char_boundary(e) || e > text.len() {
+            if e < start || e > text.len() || !text.is_char_boundary(e) {
+                return None;
+            }
+            if p != NO_PARENT && (p as usize >= i || parents[p as usize] != NO_PARENT) {
                 return None;
             }
             start = e;
@@ -86,20 +101,29 @@ impl LabelSets {
         (start == text.len()).then(|| LabelSets {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
+            parents: parents.into_boxed_slice(),
         })
     }
 
-    /// The text of every set and where each ends.
-    pub fn parts(&self) -> (&str, &[u32]) {
-        (&self.text, &self.ends)
+    /// The own text of every set, where each ends, and each one's parent.
+    pub fn parts(&self) -> (&str, &[u32], &[u32]) {
+        (&self.text, &self.ends, &self.parents)
     }
 
-    /// Set `i`, as written in a line.
-    pub fn get(&self, i: u32) -> Option<&[u8]> {
-        let i = i as usize;
+    /// The own text of set `i`.
+    fn own(&self, i: usize) -> Option<&[u8]> {
         let end = *self.ends.get(i)? as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         self.text.as_bytes().get(start..end)
+    }
+
+    /// Set `i`, as written in a line: its parent's text (empty without one), then its own.
+    pub fn get(&self, i: u32) -> Option<(&[u8], &[u8])> {
+        let own = self.own(i as usize)?;
+        match *self.parents.get(i as usize)? {
+            NO_PARENT => Some((&[], own)),
+            p => Some((self.own(p as usize)?, own)),
+        }
     }
 
     /// Number of sets.
@@ -114,7 +138,7 @@ impl LabelSets {
 
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
-        self.text.len() + std::mem::size_of_val(&*self.ends)
+        self.text.len() + std::mem::size_of_val(&*self.ends) + std::mem::size_of_val(&*self.parents)
     }
 }
 
@@ -123,7 +147,12 @@ impl LabelSets {
 struct SetBuilder {
     text: String,
     ends: Vec<u32>,
+    parents: Vec<u32>,
+    /// Every set's whole text, and its number.
     numbers: HashMap<Box<str>, u32>,
+    /// Every part of a set's text up to one of its commas, [`LABEL_SET_MIN`] bytes or
+    /// longer, and the first set that starts with it.
+    prefixes: HashMap<Box<str>, u32>,
 }
 
 impl SetBuilder {
@@ -132,21 +161,67 @@ impl SetBuilder {
         if let Some(&n) = self.numbers.get(own) {
             return Some(n);
         }
-        if self.ends.len() >= MAX_LABEL_SETS {
+        // Room for this set and a common part it may split off.
+        if self.ends.len() + 2 > MAX_LABEL_SETS {
             return None;
         }
+        let cuts: Vec<usize> = own
+            .match_indices(',')
+            .map(|(i, _)| i)
+            .filter(|&i| i >= LABEL_SET_MIN)
+            .collect();
+        // The longest part ending before a comma that a set is, or another set starts with.
+        let mut parent = None;
+        for &cut in cuts.iter().rev() {
+            let part = &own[..cut];
+            if let Some(&n) = self.numbers.get(part) {
+                parent = Some(match self.parents[n as usize] {
+                    NO_PARENT => n,
+                    p => p,
+                });
+                break;
+            }
+            if self.prefixes.contains_key(part) {
+                let n = self.push(part, NO_PARENT);
+                self.numbers.insert(part.into(), n);
+                parent = Some(n);
+                break;
+            }
+        }
+        let n = match parent {
+            Some(p) => {
+                let skip = self.own_len(p);
+                self.push(&own[skip..], p)
+            }
+            None => self.push(own, NO_PARENT),
+        };
+        for &cut in &cuts {
+            self.prefixes.entry(own[..cut].into()).or_insert(n);
+        }
+        self.numbers.insert(own.into(), n);
+        Some(n)
+    }
+
+    fn own_len(&self, i: u32) -> usize {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        (self.ends[i] - start) as usize
+    }
+
+    fn push(&mut self, own: &str, parent: u32) -> u32 {
         let n = self.ends.len() as u32;
         self.text.push_str(own);
         // Bounded with the rest of the text below 4 GiB by `prepare`'s check.
         self.ends.push(self.text.len() as u32);
-        self.numbers.insert(own.into(), n);
-        Some(n)
+        self.parents.push(parent);
+        n
     }
 
     fn finish(self) -> LabelSets {
         LabelSets {
             text: self.text.into_boxed_str(),
             ends: self.ends.into_boxed_slice(),
+            parents: self.parents.into_boxed_slice(),
         }
     }
 }
@@ -535,6 +610,85 @@ mod tests {
 
     fn err(fams: Vec<Family>, limits: &Limits) -> Rejection {
         prepare(fams, &labels(), limits).unwrap_err()
+    }
+
+    #[test]
+    fn variants_of_a_long_label_set_keep_their_common_part_once() {
+        let base = [
+            ("id", "/docker/0123456789abcdef0123456789abcdef"),
+            ("name", "web-1"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut ls = base.to_vec();
+            ls.extend_from_slice(extra);
+            ls
+        };
+        // Sorted by name: the variants with an extra label come before the plain set.
+        let fams = vec![
+            gauge(
+                "a_faults",
+                vec![
+                    with(&[("failure_type", "pgfault")]),
+                    with(&[("failure_type", "pgmajfault")]),
+                ],
+            ),
+            gauge("b_usage", vec![with(&[])]),
+            gauge("c_rx", vec![with(&[("interface", "eth0")])]),
+            gauge("d_short", vec![vec![("cpu", "0")]]),
+        ];
+        let p = prepare(fams, &labels(), &Limits::default()).unwrap();
+        let sets = &p.label_sets;
+        // The first variant whole, the common part split off when the second came (which is
+        // also the plain set), then the second and the third variant as continuations of it;
+        // the short set inline.
+        assert_eq!(sets.len(), 4, "{sets:?}");
+        let whole = |i| {
+            let (a, b) = sets.get(i).unwrap();
+            String::from_utf8([a, b].concat()).unwrap()
+        };
+        let common = "{id=\"/docker/0123456789abcdef0123456789abcdef\",name=\"web-1\"";
+        assert_eq!(whole(1), common);
+        assert_eq!(whole(2), format!("{common},failure_type=\"pgmajfault\""));
+        assert_eq!(sets.get(2).unwrap().1, b",failure_type=\"pgmajfault\"");
+        assert_eq!(whole(3), format!("{common},interface=\"eth0\""));
+        assert!(
+            sets.bytes() < 2 * common.len() + 100 + 4 * 8,
+            "{}",
+            sets.bytes()
+        );
+        let spliced = |i: usize| {
+            let f = &p.families[i];
+            let mut out = Vec::new();
+            crate::exposition::splice_lines(
+                &p.text[f.text.clone()],
+                &p.values.as_bytes()[f.values.clone()],
+                crate::exposition::Node {
+                    labels: p.node_labels.as_bytes(),
+                    sets,
+                },
+                &mut out,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        let node = "instance=\"n1\",node=\"n1\",node_type=\"gpu\"";
+        assert_eq!(
+            spliced(0),
+            format!(
+                "a_faults{common},failure_type=\"pgfault\",{node}}} 1\n\
+                 a_faults{common},failure_type=\"pgmajfault\",{node}}} 1\n"
+            )
+        );
+        assert_eq!(spliced(1), format!("b_usage{common},{node}}} 1\n"));
+        let text = String::from_utf8_lossy(&p.text);
+        assert!(text.contains("d_short{cpu=\"0\"\u{FFFD}}"), "{text}");
+        assert_eq!(
+            LabelSets::from_parts("ab".into(), vec![1, 2], vec![NO_PARENT, 0]).map(|s| s.len()),
+            Some(2)
+        );
+        assert!(LabelSets::from_parts("ab".into(), vec![1, 2], vec![1, NO_PARENT]).is_none());
+        assert!(
+            LabelSets::from_parts("ab".into(), vec![2, 1], vec![NO_PARENT, NO_PARENT]).is_none()
+        );
     }
 
     #[test]

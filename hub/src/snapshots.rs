@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fleetgate_shared::text::parse_value;
 use fleetgate_shared::MetricType;
 
-use crate::prepare::{decode_set, LabelSets, Layout, LABEL_SET, LABEL_SET_REF, SPLICE};
+use crate::prepare::{decode_set, LabelSets, Layout, LABEL_SET, LABEL_SET_REF, NO_PARENT, SPLICE};
 use crate::store::blocks::FamilyBlock;
 use crate::store::{Incoming, IncomingFamily, Outcome, Store};
 
@@ -200,11 +200,14 @@ pub fn encode(store: &Store, labels: LabelNames<'_>, now_ms: u64) -> (Vec<u8>, u
             }
         }
         w.str(&s.layout.node_labels);
-        let (sets, ends) = s.layout.label_sets.parts();
+        let (sets, ends, parents) = s.layout.label_sets.parts();
         w.str(sets);
         w.uint(ends.len() as u64);
-        for &e in ends {
+        for (&e, &p) in ends.iter().zip(parents) {
             w.uint(u64::from(e));
+            // Parents are earlier sets, so `NO_PARENT` (u32::MAX) is never one: written as 0,
+            // a parent as its number plus one.
+            w.uint(if p == NO_PARENT { 0 } else { u64::from(p) + 1 });
         }
         w.str(&s.values);
         let families = s.layout.families();
@@ -308,13 +311,18 @@ pub fn decode(
         };
         let node_labels = r.str("node labels")?;
         let sets = r.str("label sets")?;
-        let mut ends = Vec::new();
-        for _ in 0..r.count("label set ends")? {
+        let (mut ends, mut parents) = (Vec::new(), Vec::new());
+        for _ in 0..r.count("label sets")? {
             let end = u32::try_from(r.uint("label set end")?)
                 .map_err(|_| corrupt("label set end over 4 G"))?;
             ends.push(end);
+            let parent = match r.uint("label set parent")? {
+                0 => NO_PARENT,
+                p => u32::try_from(p - 1).map_err(|_| corrupt("label set parent over 4 G"))?,
+            };
+            parents.push(parent);
         }
-        let label_sets = LabelSets::from_parts(sets.to_string(), ends)
+        let label_sets = LabelSets::from_parts(sets.to_string(), ends, parents)
             .ok_or_else(|| corrupt(&format!("{node}: label sets out of range")))?;
         let values = r.str("values")?;
         let lines = check_values(values)?;
