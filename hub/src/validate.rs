@@ -68,19 +68,20 @@ pub fn check_families(
         }
     }
     // A histogram or summary writes `x_sum`/`x_count` (and `x_bucket`) lines: a family of one
-    // of those names would write the same series again.
+    // of those names would write the same series again. Compared in place: no name is built.
     for family in sorted {
-        for part in fleetgate_shared::text::part_names(&family.name, family.kind) {
-            if sorted
-                .binary_search_by(|f| f.name.as_str().cmp(&part))
-                .is_ok()
-            {
+        for &suffix in fleetgate_shared::text::part_suffixes(family.kind) {
+            let found = sorted
+                .binary_search_by(|f| cmp_joined(&f.name, &family.name, suffix))
+                .is_ok();
+            if found {
                 return Err(Rejection::new(
                     "duplicate",
                     format!(
-                        "family {part} clashes with the {} {}, which writes {part} series",
+                        "family {name}{suffix} clashes with the {} {name}, which writes \
+                         {name}{suffix} series",
                         family.kind.as_str(),
-                        family.name
+                        name = family.name
                     ),
                     series,
                 ));
@@ -93,6 +94,16 @@ pub fn check_families(
             .map_err(|(reason, message)| Rejection::new(reason, message, series))?;
     }
     Ok(())
+}
+
+/// How `s` compares with `a` followed by `b`.
+fn cmp_joined(s: &str, a: &str, b: &str) -> std::cmp::Ordering {
+    let (s, a, b) = (s.as_bytes(), a.as_bytes(), b.as_bytes());
+    let n = s.len().min(a.len());
+    s[..n].cmp(&a[..n]).then_with(|| match s.get(a.len()..) {
+        None => std::cmp::Ordering::Less,
+        Some(rest) => rest.cmp(b),
+    })
 }
 
 /// Checks one family: name, reserved namespace, value types, label names and counts, label
@@ -191,4 +202,21 @@ fn check_family<'a>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cmp_joined;
+
+    proptest::proptest! {
+        /// The in-place comparison orders as comparing with the joined string would.
+        #[test]
+        fn prop_cmp_joined_is_the_joined_comparison(
+            s in "[a-c_]{0,6}",
+            a in "[a-c_]{0,4}",
+            b in "[a-c_]{0,4}",
+        ) {
+            proptest::prop_assert_eq!(cmp_joined(&s, &a, &b), s.cmp(&format!("{a}{b}")));
+        }
+    }
 }

@@ -508,15 +508,23 @@ impl Builder {
     }
 }
 
-/// The sample names a family of `kind` called `name` writes besides its own name: a
+/// The suffixes of the sample names a family of `kind` writes besides its own name: a
 /// histogram's `_bucket`, `_sum` and `_count`, a summary's `_sum` and `_count`.
-pub fn part_names(name: &str, kind: MetricType) -> Vec<String> {
-    let suffixes: &[&str] = match kind {
+pub fn part_suffixes(kind: MetricType) -> &'static [&'static str] {
+    match kind {
         MetricType::Histogram => &["_bucket", "_sum", "_count"],
         MetricType::Summary => &["_sum", "_count"],
         _ => &[],
-    };
-    suffixes.iter().map(|s| format!("{name}{s}")).collect()
+    }
+}
+
+/// The sample names a family of `kind` called `name` writes besides its own name
+/// ([`part_suffixes`] appended to it).
+pub fn part_names(name: &str, kind: MetricType) -> Vec<String> {
+    part_suffixes(kind)
+        .iter()
+        .map(|s| format!("{name}{s}"))
+        .collect()
 }
 
 fn split_word(s: &str) -> (&str, &str) {
