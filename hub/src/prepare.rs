@@ -11,6 +11,7 @@
 //! push ([`revalue`]) rewrites only the values.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 
 use fleetgate_shared::text::{parse_value, write_escaped_label_value, write_value};
@@ -142,6 +143,11 @@ impl LabelSets {
     }
 }
 
+/// Of a new label set, the parts ending before its last this many commas are looked up as the
+/// common part of earlier sets (a container's variants add one or two labels at the end);
+/// bounded so that a push of sets with many labels costs a few times its size, not its square.
+const PREFIX_CUTS: usize = 4;
+
 /// [`LabelSets`] being collected by [`prepare`].
 #[derive(Debug, Default)]
 struct SetBuilder {
@@ -150,9 +156,12 @@ struct SetBuilder {
     parents: Vec<u32>,
     /// Every set's whole text, and its number.
     numbers: HashMap<Box<str>, u32>,
-    /// Every part of a set's text up to one of its commas, [`LABEL_SET_MIN`] bytes or
-    /// longer, and the first set that starts with it.
-    prefixes: HashMap<Box<str>, u32>,
+    /// The hash of every part of a set's text ending before one of its last [`PREFIX_CUTS`]
+    /// commas, [`LABEL_SET_MIN`] bytes or longer, and the first set that starts with it
+    /// (checked byte for byte when found).
+    prefixes: HashMap<u64, u32>,
+    /// Hashes those parts.
+    hasher: RandomState,
 }
 
 impl SetBuilder {
@@ -165,14 +174,16 @@ impl SetBuilder {
         if self.ends.len() + 2 > MAX_LABEL_SETS {
             return None;
         }
+        // Longest first.
         let cuts: Vec<usize> = own
-            .match_indices(',')
+            .rmatch_indices(',')
             .map(|(i, _)| i)
             .filter(|&i| i >= LABEL_SET_MIN)
+            .take(PREFIX_CUTS)
             .collect();
-        // The longest part ending before a comma that a set is, or another set starts with.
+        // The longest of those parts that a set is, or another set starts with.
         let mut parent = None;
-        for &cut in cuts.iter().rev() {
+        for &cut in &cuts {
             let part = &own[..cut];
             if let Some(&n) = self.numbers.get(part) {
                 parent = Some(match self.parents[n as usize] {
@@ -181,11 +192,14 @@ impl SetBuilder {
                 });
                 break;
             }
-            if self.prefixes.contains_key(part) {
-                let n = self.push(part, NO_PARENT);
-                self.numbers.insert(part.into(), n);
-                parent = Some(n);
-                break;
+            let hash = self.hasher.hash_one(part);
+            if let Some(&other) = self.prefixes.get(&hash) {
+                if self.starts_with(other, part) {
+                    let n = self.push(part, NO_PARENT);
+                    self.numbers.insert(part.into(), n);
+                    parent = Some(n);
+                    break;
+                }
             }
         }
         let n = match parent {
@@ -196,10 +210,31 @@ impl SetBuilder {
             None => self.push(own, NO_PARENT),
         };
         for &cut in &cuts {
-            self.prefixes.entry(own[..cut].into()).or_insert(n);
+            let hash = self.hasher.hash_one(&own[..cut]);
+            self.prefixes.entry(hash).or_insert(n);
         }
         self.numbers.insert(own.into(), n);
         Some(n)
+    }
+
+    /// Own text of set `i`.
+    fn own(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text.as_bytes()[start..self.ends[i] as usize]
+    }
+
+    /// Whether set `i`'s whole text (its parent's, then its own) starts with `part`.
+    fn starts_with(&self, i: u32, part: &str) -> bool {
+        let i = i as usize;
+        let (head, tail) = match self.parents[i] {
+            NO_PARENT => (&[][..], self.own(i)),
+            p => (self.own(p as usize), self.own(i)),
+        };
+        let part = part.as_bytes();
+        match part.split_at_checked(head.len()) {
+            Some((a, b)) => a == head && tail.starts_with(b),
+            None => head.starts_with(part),
+        }
     }
 
     fn own_len(&self, i: u32) -> usize {
@@ -689,6 +724,30 @@ mod tests {
         assert!(
             LabelSets::from_parts("ab".into(), vec![2, 1], vec![NO_PARENT, NO_PARENT]).is_none()
         );
+    }
+
+    #[test]
+    fn a_set_of_many_labels_costs_a_few_lookups_not_one_per_label() {
+        let mut b = SetBuilder::default();
+        let own: String = (0..60)
+            .map(|i| {
+                format!(
+                    "{}l{i}=\"{}\"",
+                    if i == 0 { '{' } else { ',' },
+                    "v".repeat(40)
+                )
+            })
+            .collect();
+        assert_eq!(b.number(&own), Some(0));
+        assert_eq!(b.prefixes.len(), PREFIX_CUTS);
+        // A variant with one more label continues it; one that shares only the first 58
+        // labels with it splits that part off.
+        assert_eq!(b.number(&format!("{own},x=\"1\"")), Some(1));
+        let cut = own.match_indices(',').nth(57).unwrap().0;
+        assert_eq!(b.number(&format!("{},y=\"2\"", &own[..cut])), Some(3));
+        assert_eq!(b.parents, vec![NO_PARENT, 0, NO_PARENT, 2]);
+        assert!(b.starts_with(1, &own) && b.starts_with(1, &own[..10]));
+        assert!(!b.starts_with(0, &format!("{own},x")));
     }
 
     #[test]
