@@ -139,6 +139,34 @@ impl PushGate {
     }
 }
 
+/// At most this many renders (`/metrics` scrapes, `/api/nodes` listings) run at once; each
+/// has a thread of its own and holds a snapshot of the fleet until its client has read it.
+pub const MAX_RENDERS: usize = 64;
+
+/// The bound on renders running at once ([`MAX_RENDERS`]).
+#[derive(Debug)]
+pub struct RenderGate {
+    /// One permit per running render.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A running render's place in the [`RenderGate`], released on drop.
+pub type RenderPermit = tokio::sync::OwnedSemaphorePermit;
+
+impl RenderGate {
+    /// A gate for at most `max` renders at once.
+    pub fn new(max: usize) -> Self {
+        RenderGate {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+        }
+    }
+
+    /// A place for one more render, or `None` when all are taken.
+    pub fn enter(&self) -> Option<RenderPermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+}
+
 /// Why the hub refused a connection or a request without serving it; the `reason` label of
 /// `fleetgate_hub_refused_connections_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +189,8 @@ pub enum Refusal {
     AuthRateLimited,
     /// Ingest is saturated (429), counted in `fleetgate_hub_overload_total`.
     Overload,
+    /// [`MAX_RENDERS`] scrapes or fleet listings are being rendered already (429).
+    RendersBusy,
 }
 
 impl Refusal {
@@ -176,6 +206,7 @@ impl Refusal {
             Refusal::AuthFailed => "auth_failed",
             Refusal::AuthRateLimited => "auth_rate_limited",
             Refusal::Overload => "overload",
+            Refusal::RendersBusy => "renders_busy",
         }
     }
 
@@ -195,6 +226,9 @@ impl Refusal {
                 "too many failed authentications from this source, answering 429"
             }
             Refusal::Overload => "ingest saturated (--max-pending-pushes), answering 429",
+            Refusal::RendersBusy => {
+                "too many /metrics or /api/nodes renders at once, answering 429"
+            }
         }
     }
 
@@ -202,7 +236,10 @@ impl Refusal {
     fn is_connection(self) -> bool {
         !matches!(
             self,
-            Refusal::AuthFailed | Refusal::AuthRateLimited | Refusal::Overload
+            Refusal::AuthFailed
+                | Refusal::AuthRateLimited
+                | Refusal::Overload
+                | Refusal::RendersBusy
         )
     }
 }

@@ -61,6 +61,8 @@ pub struct Shared {
     pub auth_limiter: guard::AuthLimiter,
     /// The bound on pushes waiting for ingest.
     pub push_gate: guard::PushGate,
+    /// The bound on renders running at once.
+    pub render_gate: guard::RenderGate,
     /// Counts refused connections and requests and logs them once per source.
     pub refusals: guard::Refusals,
     /// What each node's pushes did, for the fleet page.
@@ -117,6 +119,7 @@ impl AppState {
                 audit,
                 auth_limiter: guard::AuthLimiter::new(p.auth_failure_burst, p.auth_failure_rate),
                 push_gate: guard::PushGate::new(p.max_pending_pushes),
+                render_gate: guard::RenderGate::new(guard::MAX_RENDERS),
                 refusals: guard::Refusals::new(metrics.refused_connections.clone()),
                 metrics,
                 activity: activity::Activity::new(),

@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tokio::sync::mpsc;
 
 use super::Source;
 use crate::error::ApiError;
@@ -37,8 +35,6 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 
 /// JSON written per chunk of `/api/nodes`.
 const CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks queued between the writer and the connection.
-const QUEUED_CHUNKS: usize = 4;
 /// A client that takes no chunk for this long is abandoned.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -91,24 +87,12 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let audience = audience(&state, source, &headers)?;
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUED_CHUNKS);
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let send = |chunk: Vec<u8>| {
-            runtime
-                .block_on(tokio::time::timeout(
-                    SEND_TIMEOUT,
-                    tx.send(Ok(chunk.into())),
-                ))
-                .is_ok_and(|sent| sent.is_ok())
-        };
-        let snapshot = FleetSnapshot::take(&state, audience);
-        snapshot.write_json(CHUNK_BYTES, send);
-    });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let mut resp = Body::from_stream(chunks).into_response();
+    let worker = state.clone();
+    let body = super::render::streamed(&state, source, "nodes", SEND_TIMEOUT, move |sink| {
+        let snapshot = FleetSnapshot::take(&worker, audience);
+        snapshot.write_json(CHUNK_BYTES, |chunk: Vec<u8>| sink.send(Ok(chunk.into())));
+    })?;
+    let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

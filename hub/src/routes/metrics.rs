@@ -1,23 +1,18 @@
 //! `GET /metrics`: the federated exposition, streamed in bounded chunks (gzip-compressed when
-//! the scraper asks for it) from a blocking thread, so neither the async workers that serve
-//! pushes nor the hub's memory carry the whole body.
+//! the scraper asks for it) by a render thread ([`super::render`]).
 
 use std::io::Write;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::exposition::CHUNK_BYTES;
 use crate::shard::Shard;
 use crate::AppState;
-
-/// Chunks queued between the renderer and the connection; the renderer waits when it is full.
-const QUEUED_CHUNKS: usize = 4;
 
 /// A client that takes no chunk for this long is abandoned, releasing the snapshots its
 /// response holds.
@@ -75,19 +70,13 @@ pub async fn metrics(
             let refused = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
             coding.eq_ignore_ascii_case("gzip") && !refused
         });
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUED_CHUNKS);
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let send = |chunk: Result<Bytes, std::io::Error>| {
-            runtime
-                .block_on(tokio::time::timeout(SEND_TIMEOUT, tx.send(chunk)))
-                .is_ok_and(|sent| sent.is_ok())
-        };
+    let worker = state.clone();
+    let body = super::render::streamed(&state, source, "metrics", SEND_TIMEOUT, move |sink| {
         // Taken once: every chunk below belongs to this one consistent exposition.
-        let snapshot = state.metrics_snapshot(shard);
+        let snapshot = worker.metrics_snapshot(shard);
         if !gzip {
-            state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
-                send(Ok(Bytes::from(std::mem::take(chunk))))
+            worker.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
+                sink.send(Ok(Bytes::from(std::mem::take(chunk))))
             });
             return;
         }
@@ -96,7 +85,7 @@ pub async fn metrics(
             flate2::Compression::fast(),
         );
         let mut failed = None;
-        let complete = state.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
+        let complete = worker.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
             if let Err(e) = enc.write_all(chunk) {
                 failed = Some(e);
                 return false;
@@ -106,7 +95,7 @@ pub async fn metrics(
                 return true;
             }
             let out = std::mem::replace(compressed, Vec::with_capacity(CHUNK_BYTES / 4));
-            send(Ok(Bytes::from(out)))
+            sink.send(Ok(Bytes::from(out)))
         });
         let tail = if let Some(e) = failed {
             Err(e)
@@ -119,12 +108,13 @@ pub async fn metrics(
             tracing::warn!(error = %e, "gzip of /metrics failed");
         }
         // An error aborts the response, so the scraper sees a broken body, not a short one.
-        send(tail);
+        sink.send(tail);
     });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    let mut resp = Body::from_stream(chunks).into_response();
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

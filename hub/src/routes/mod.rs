@@ -10,6 +10,7 @@ mod health;
 mod metrics;
 mod nodes;
 mod push;
+mod render;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -185,7 +186,7 @@ fn require_client_cert(
     ))
 }
 
-/// Runs blocking work (fsync, decoding, rendering) off the async workers.
+/// Runs blocking work (fsync, decoding) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
