@@ -165,6 +165,11 @@ impl RenderGate {
     pub fn enter(&self) -> Option<RenderPermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
+
+    /// How many renders are running now.
+    pub fn running(&self) -> usize {
+        MAX_RENDERS.saturating_sub(self.permits.available_permits())
+    }
 }
 
 /// Why the hub refused a connection or a request without serving it; the `reason` label of

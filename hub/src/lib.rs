@@ -13,6 +13,7 @@ pub mod error;
 pub mod exposition;
 pub mod fleet;
 pub mod guard;
+pub mod gzip;
 pub mod labels;
 pub mod metrics;
 pub mod prepare;

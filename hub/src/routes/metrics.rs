@@ -1,16 +1,17 @@
 //! `GET /metrics`: the federated exposition, streamed in bounded chunks (gzip-compressed when
 //! the scraper asks for it) by a render thread ([`super::render`]).
 
-use std::io::Write;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use flate2::Compression;
 
 use crate::error::ApiError;
 use crate::exposition::CHUNK_BYTES;
+use crate::gzip::ParallelGzip;
 use crate::shard::Shard;
 use crate::AppState;
 
@@ -80,35 +81,32 @@ pub async fn metrics(
             });
             return;
         }
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(CHUNK_BYTES / 4),
-            flate2::Compression::fast(),
-        );
-        let mut failed = None;
-        let complete = worker.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
-            if let Err(e) = enc.write_all(chunk) {
-                failed = Some(e);
-                return false;
+        // Compressed on several threads, in order; an error aborts the response, so the
+        // scraper sees a broken body, not a short one.
+        let mut out = |piece: Vec<u8>| sink.send(Ok(Bytes::from(piece)));
+        let gzipped = std::thread::scope(|scope| {
+            let threads = crate::gzip::threads(worker.render_gate.running());
+            let mut gz = ParallelGzip::start(scope, threads, Compression::fast());
+            let mut failed = None;
+            let complete = worker.write_metrics(&snapshot, CHUNK_BYTES, |chunk| {
+                match gz.push(std::mem::take(chunk), &mut out) {
+                    Ok(more) => more,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            });
+            match failed {
+                Some(e) => Err(e),
+                None if complete => gz.finish(&mut out),
+                None => Ok(false),
             }
-            let compressed = enc.get_mut();
-            if compressed.len() < CHUNK_BYTES / 4 {
-                return true;
-            }
-            let out = std::mem::replace(compressed, Vec::with_capacity(CHUNK_BYTES / 4));
-            sink.send(Ok(Bytes::from(out)))
         });
-        let tail = if let Some(e) = failed {
-            Err(e)
-        } else if !complete {
-            return;
-        } else {
-            enc.finish().map(Bytes::from)
-        };
-        if let Err(e) = &tail {
+        if let Err(e) = gzipped {
             tracing::warn!(error = %e, "gzip of /metrics failed");
+            sink.send(Err(e));
         }
-        // An error aborts the response, so the scraper sees a broken body, not a short one.
-        sink.send(tail);
     });
     let body = match body {
         Ok(body) => body,
