@@ -113,9 +113,7 @@ impl LabelSets {
 
     /// The own text of set `i`.
     fn own(&self, i: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.as_bytes().get(start..end)
+        own_text(&self.text, &self.ends, i)
     }
 
     /// Set `i`, as written in a line: its parent's text (empty without one), then its own.
@@ -147,6 +145,13 @@ impl LabelSets {
 /// common part of earlier sets (a container's variants add one or two labels at the end);
 /// bounded so that a push of sets with many labels costs a few times its size, not its square.
 const PREFIX_CUTS: usize = 4;
+
+/// The own text of set `i` of sets kept back to back in `text`, each ending at its `ends`.
+fn own_text<'a>(text: &'a str, ends: &[u32], i: usize) -> Option<&'a [u8]> {
+    let end = *ends.get(i)? as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    text.as_bytes().get(start..end)
+}
 
 /// [`LabelSets`] being collected by [`prepare`].
 #[derive(Debug, Default)]
@@ -181,9 +186,13 @@ impl SetBuilder {
             .filter(|&i| i >= LABEL_SET_MIN)
             .take(PREFIX_CUTS)
             .collect();
+        let hashes: Vec<u64> = cuts
+            .iter()
+            .map(|&cut| self.hasher.hash_one(&own[..cut]))
+            .collect();
         // The longest of those parts that a set is, or another set starts with.
         let mut parent = None;
-        for &cut in &cuts {
+        for (&cut, &hash) in cuts.iter().zip(&hashes) {
             let part = &own[..cut];
             if let Some(&n) = self.numbers.get(part) {
                 parent = Some(match self.parents[n as usize] {
@@ -192,7 +201,6 @@ impl SetBuilder {
                 });
                 break;
             }
-            let hash = self.hasher.hash_one(part);
             if let Some(&other) = self.prefixes.get(&hash) {
                 if self.starts_with(other, part) {
                     let n = self.push(part, NO_PARENT);
@@ -204,23 +212,21 @@ impl SetBuilder {
         }
         let n = match parent {
             Some(p) => {
-                let skip = self.own_len(p);
+                let skip = self.own(p as usize).len();
                 self.push(&own[skip..], p)
             }
             None => self.push(own, NO_PARENT),
         };
-        for &cut in &cuts {
-            let hash = self.hasher.hash_one(&own[..cut]);
+        for hash in hashes {
             self.prefixes.entry(hash).or_insert(n);
         }
         self.numbers.insert(own.into(), n);
         Some(n)
     }
 
-    /// Own text of set `i`.
+    /// Own text of set `i` (one this builder numbered).
     fn own(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.text.as_bytes()[start..self.ends[i] as usize]
+        own_text(&self.text, &self.ends, i).unwrap_or_default()
     }
 
     /// Whether set `i`'s whole text (its parent's, then its own) starts with `part`.
@@ -235,12 +241,6 @@ impl SetBuilder {
             Some((a, b)) => a == head && tail.starts_with(b),
             None => head.starts_with(part),
         }
-    }
-
-    fn own_len(&self, i: u32) -> usize {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        (self.ends[i] - start) as usize
     }
 
     fn push(&mut self, own: &str, parent: u32) -> u32 {
