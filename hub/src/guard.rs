@@ -148,6 +148,8 @@ pub const MAX_RENDERS: usize = 64;
 pub struct RenderGate {
     /// One permit per running render.
     permits: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How many permits there are.
+    max: usize,
 }
 
 /// A running render's place in the [`RenderGate`], released on drop.
@@ -158,6 +160,7 @@ impl RenderGate {
     pub fn new(max: usize) -> Self {
         RenderGate {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
         }
     }
 
@@ -168,7 +171,7 @@ impl RenderGate {
 
     /// How many renders are running now.
     pub fn running(&self) -> usize {
-        MAX_RENDERS.saturating_sub(self.permits.available_permits())
+        self.max.saturating_sub(self.permits.available_permits())
     }
 }
 

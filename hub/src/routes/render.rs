@@ -186,6 +186,7 @@ mod tests {
             );
             bodies.push(body.unwrap());
         }
+        assert_eq!(state.render_gate.running(), MAX_RENDERS);
         match streamed(&state, source(), "test", Duration::from_secs(5), |_| {}) {
             Err(e @ ApiError::TooManyRequests { .. }) => {
                 assert_eq!(e.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
