@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use flate2::{Compress, Compression, FlushCompress};
 
@@ -21,19 +21,22 @@ const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// One chunk compressed: its deflate bytes and the CRC-32 of its plain bytes.
 type Piece = io::Result<(Vec<u8>, crc32fast::Hasher)>;
 
-/// A chunk to compress and where its piece goes.
-type Job = (Vec<u8>, SyncSender<Piece>);
+/// A chunk to compress, whether its piece starts the gzip member (then it begins with the
+/// header), and where the piece goes.
+type Job = (Vec<u8>, bool, SyncSender<Piece>);
 
 /// How many threads compress one body while `renders` renders run (this one included): the
 /// cores there are, up to 4, shared among the renders. Eight shards scraped at once on two
 /// cores compress on their own threads each; one unsharded scrape uses both cores.
 pub fn threads(renders: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores =
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
     (cores / renders.max(1)).max(1)
 }
 
 /// Compresses the chunks given to [`ParallelGzip::push`] on `threads` threads of `scope`
-/// (on the caller's thread when `threads` is 1) and hands the compressed bytes on in order.
+/// (on the caller's thread when `threads` is 0 or 1) and hands the compressed bytes on in order.
 pub struct ParallelGzip {
     level: Compression,
     jobs: Option<SyncSender<Job>>,
@@ -42,6 +45,7 @@ pub struct ParallelGzip {
     /// How many pieces may be in flight before `push` waits for the oldest.
     in_flight: usize,
     crc: crc32fast::Hasher,
+    /// Whether a piece (the first carries the gzip header) has been queued.
     started: bool,
 }
 
@@ -70,8 +74,10 @@ impl ParallelGzip {
                 let rx = rx.clone();
                 scope.spawn(move || loop {
                     let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((plain, done)) = job else { return };
-                    let _ = done.send(compress(&plain, level));
+                    let Ok((plain, first, done)) = job else {
+                        return;
+                    };
+                    let _ = done.send(compress(&plain, first, level));
                 });
             }
             jobs = Some(tx);
@@ -80,7 +86,7 @@ impl ParallelGzip {
             level,
             jobs,
             pending: VecDeque::new(),
-            in_flight: 2 * threads,
+            in_flight: 2 * threads.max(1),
             crc: crc32fast::Hasher::new(),
             started: false,
         }
@@ -98,18 +104,19 @@ impl ParallelGzip {
             return Ok(true);
         }
         let (done, piece) = sync_channel(1);
+        let first = !std::mem::replace(&mut self.started, true);
         match &self.jobs {
             Some(jobs) => {
-                if jobs.send((plain, done)).is_err() {
+                if jobs.send((plain, first, done)).is_err() {
                     return Err(io::Error::other("the gzip threads ended"));
                 }
             }
             None => {
-                let _ = done.send(compress(&plain, self.level));
+                let _ = done.send(compress(&plain, first, self.level));
             }
         }
         self.pending.push_back(piece);
-        while self.pending.len() >= self.in_flight.max(1) {
+        while self.pending.len() >= self.in_flight {
             if !self.emit_oldest(out)? {
                 return Ok(false);
             }
@@ -141,26 +148,25 @@ impl ParallelGzip {
         let Some(piece) = self.pending.pop_front() else {
             return Ok(true);
         };
-        let (mut bytes, crc) = piece
+        let (bytes, crc) = piece
             .recv()
             .map_err(|_| io::Error::other("a gzip thread ended without its piece"))??;
         self.crc.combine(&crc);
-        if !self.started {
-            self.started = true;
-            bytes.splice(0..0, HEADER);
-        }
         Ok(out(bytes))
     }
 }
 
-/// Deflates one chunk on its own, ending with a sync flush (byte-aligned, not final). The
-/// flush is complete once a call without input adds nothing: the way flate2's own writers
-/// flush, which holds for each of its back-ends.
-fn compress(plain: &[u8], level: Compression) -> Piece {
+/// Deflates one chunk on its own, ending with a sync flush (byte-aligned, not final), after the
+/// gzip header when it is the `first`. The flush is complete once a call without input adds
+/// nothing: the way flate2's own writers flush, which holds for each of its back-ends.
+fn compress(plain: &[u8], first: bool, level: Compression) -> Piece {
     let mut crc = crc32fast::Hasher::new();
     crc.update(plain);
     let mut deflate = Compress::new(level, false);
     let mut out = Vec::with_capacity(HEADER.len() + plain.len() / 2 + ROOM);
+    if first {
+        out.extend_from_slice(&HEADER);
+    }
     let mut step = |deflate: &mut Compress, input: &[u8], flush| -> io::Result<bool> {
         if out.capacity() - out.len() < ROOM {
             out.reserve(out.capacity().max(ROOM));
@@ -302,7 +308,7 @@ mod tests {
         fn any_split_into_chunks_decodes_to_the_same_bytes(
             text in proptest::collection::vec(any::<u8>(), 0..200_000),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
-            threads in 1usize..4,
+            threads in 0usize..4,
         ) {
             let mut at: Vec<usize> = cuts.iter().map(|c| c.index(text.len() + 1)).collect();
             at.sort_unstable();

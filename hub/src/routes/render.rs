@@ -118,6 +118,14 @@ mod tests {
         }
     }
 
+    /// A render by a test client, with a timeout no test reaches.
+    fn render(
+        state: &AppState,
+        f: impl FnOnce(&ChunkSink) + Send + 'static,
+    ) -> Result<Body, ApiError> {
+        streamed(state, source(), "test", Duration::from_secs(5), f)
+    }
+
     fn nice_of_this_thread() -> i32 {
         rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
     }
@@ -126,17 +134,11 @@ mod tests {
     async fn a_render_runs_on_a_thread_of_its_own_below_the_hubs_priority() {
         let dir = tempfile::tempdir().unwrap();
         let base = nice_of_this_thread();
-        let body = streamed(
-            &state(dir.path()),
-            source(),
-            "test",
-            Duration::from_secs(5),
-            |sink| {
-                let name = std::thread::current().name().unwrap_or("").to_string();
-                let seen = format!("{name} {}", nice_of_this_thread());
-                assert!(sink.send(Ok(Bytes::from(seen))));
-            },
-        )
+        let body = render(&state(dir.path()), |sink| {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            let seen = format!("{name} {}", nice_of_this_thread());
+            assert!(sink.send(Ok(Bytes::from(seen))));
+        })
         .unwrap();
         let seen = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         // A thread's nice value cannot pass 19, whatever the test itself runs at.
@@ -152,16 +154,10 @@ mod tests {
     #[tokio::test]
     async fn a_render_that_panics_aborts_its_body_instead_of_ending_it_short() {
         let dir = tempfile::tempdir().unwrap();
-        let body = streamed(
-            &state(dir.path()),
-            source(),
-            "test",
-            Duration::from_secs(5),
-            |sink| {
-                assert!(sink.send(Ok(Bytes::from_static(b"up 1\n"))));
-                panic!("a render failed halfway");
-            },
-        )
+        let body = render(&state(dir.path()), |sink| {
+            assert!(sink.send(Ok(Bytes::from_static(b"up 1\n"))));
+            panic!("a render failed halfway");
+        })
         .unwrap();
         assert!(axum::body::to_bytes(body, usize::MAX).await.is_err());
     }
@@ -175,19 +171,13 @@ mod tests {
         let mut bodies = Vec::new();
         for _ in 0..MAX_RENDERS {
             let released = released.clone();
-            let body = streamed(
-                &state,
-                source(),
-                "test",
-                Duration::from_secs(5),
-                move |_| {
-                    let _ = released.lock().unwrap().recv();
-                },
-            );
+            let body = render(&state, move |_| {
+                let _ = released.lock().unwrap().recv();
+            });
             bodies.push(body.unwrap());
         }
         assert_eq!(state.render_gate.running(), MAX_RENDERS);
-        match streamed(&state, source(), "test", Duration::from_secs(5), |_| {}) {
+        match render(&state, |_| {}) {
             Err(e @ ApiError::TooManyRequests { .. }) => {
                 assert_eq!(e.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
                 assert!(e.to_string().contains("64 scrapes"), "{e}");
@@ -206,7 +196,7 @@ mod tests {
         // Each thread gives its place back as it ends, right after its body ends.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match streamed(&state, source(), "test", Duration::from_secs(5), |_| {}) {
+            match render(&state, |_| {}) {
                 Ok(body) => {
                     axum::body::to_bytes(body, usize::MAX).await.unwrap();
                     break;
