@@ -113,15 +113,14 @@ async fn audit<T>(
     state.audit(record).await;
 }
 
-/// Checks the admin token of a request on `route` (budget of failures first) and audits the
-/// attempt as `action` whatever its outcome.
-pub(super) async fn admin_only(
+/// Checks the admin token of a request on `route` (budget of failures first): who the caller
+/// is for the audit log, and the answer.
+fn admin_token(
     state: &AppState,
     source: Source,
     headers: &HeaderMap,
     route: &'static str,
-    action: &str,
-) -> Result<(), ApiError> {
+) -> (Actor, Result<(), ApiError>) {
     let answer = super::authenticate(
         state,
         source,
@@ -135,6 +134,18 @@ pub(super) async fn admin_only(
     } else {
         Actor::None
     };
+    (actor, answer)
+}
+
+/// [`admin_token`], auditing the attempt as `action` whatever its outcome.
+pub(super) async fn admin_only(
+    state: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    route: &'static str,
+    action: &str,
+) -> Result<(), ApiError> {
+    let (actor, answer) = admin_token(state, source, headers, route);
     audit(state, action, None, actor, source, &answer).await;
     answer
 }
@@ -279,19 +290,7 @@ pub async fn readmit_node(
     body: Result<Json<RemoveRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let node = body.as_ref().ok().map(|Json(r)| r.node.clone());
-    let caller = super::authenticate(
-        &state,
-        source,
-        "readmit_node",
-        super::bearer(&headers),
-        "not the admin token",
-        |t| state.is_admin(t).then_some(()),
-    );
-    let actor = if caller.is_ok() {
-        Actor::Admin
-    } else {
-        Actor::None
-    };
+    let (actor, caller) = admin_token(&state, source, &headers, "readmit_node");
     let answer = match caller {
         Ok(()) => readmit(&state, body).await,
         Err(e) => Err(e),
