@@ -376,6 +376,7 @@ mod tests {
     use crate::config::Limits;
     use crate::prepare::{prepare, Prepared};
     use crate::store::Store;
+    use crate::test_support::{gauge, labels};
     use fleetgate_shared::{Family, Histogram, Label};
     use std::time::Duration;
 
@@ -441,31 +442,6 @@ mod tests {
         ));
     }
 
-    fn labels() -> NodeLabels {
-        let enrollment = [("node_type".to_string(), "gpu".to_string())];
-        NodeLabels::new(
-            "instance",
-            "node",
-            "n1",
-            enrollment.iter().map(|(k, v)| (k, v)),
-        )
-    }
-
-    fn gauge(name: &str, series: Vec<Vec<(&str, &str)>>) -> Family {
-        Family {
-            name: name.into(),
-            help: "h".into(),
-            kind: MetricType::Gauge,
-            series: series
-                .into_iter()
-                .map(|ls| Series {
-                    labels: ls.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
-                    value: Value::Scalar(1.0),
-                })
-                .collect(),
-        }
-    }
-
     /// Family `i` of `p` as `/metrics` shows it.
     fn spliced(p: &Prepared, i: usize) -> String {
         let f = &p.families[i];
@@ -488,7 +464,7 @@ mod tests {
             gauge("z", vec![vec![("instance", "forged"), ("cpu", "0")]]),
             gauge("a", vec![vec![]]),
         ];
-        let p = prepare(fams, &labels(), &Limits::default()).unwrap();
+        let p = prepare(fams, &labels("n1"), &Limits::default()).unwrap();
         assert_eq!(p.families[0].name, "a");
         assert_eq!(
             spliced(&p, 0),

@@ -616,35 +616,11 @@ pub fn revalue(base: Base<'_>, push: &ValuesPush) -> Result<Revalued, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{gauge, labels};
     use fleetgate_shared::Histogram;
 
-    fn labels() -> NodeLabels {
-        let enrollment = [("node_type".to_string(), "gpu".to_string())];
-        NodeLabels::new(
-            "instance",
-            "node",
-            "n1",
-            enrollment.iter().map(|(k, v)| (k, v)),
-        )
-    }
-
-    fn gauge(name: &str, series: Vec<Vec<(&str, &str)>>) -> Family {
-        Family {
-            name: name.into(),
-            help: "h".into(),
-            kind: MetricType::Gauge,
-            series: series
-                .into_iter()
-                .map(|ls| Series {
-                    labels: ls.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
-                    value: Value::Scalar(1.0),
-                })
-                .collect(),
-        }
-    }
-
     fn err(fams: Vec<Family>, limits: &Limits) -> Rejection {
-        prepare(fams, &labels(), limits).unwrap_err()
+        prepare(fams, &labels("n1"), limits).unwrap_err()
     }
 
     #[test]
@@ -671,7 +647,7 @@ mod tests {
             gauge("c_rx", vec![with(&[("interface", "eth0")])]),
             gauge("d_short", vec![vec![("cpu", "0")]]),
         ];
-        let p = prepare(fams, &labels(), &Limits::default()).unwrap();
+        let p = prepare(fams, &labels("n1"), &Limits::default()).unwrap();
         let sets = &p.label_sets;
         // The first variant whole, the common part split off when the second came (which is
         // also the plain set), then the second and the third variant as continuations of it;
@@ -793,7 +769,12 @@ mod tests {
                 .contains("family lat_count clashes with the histogram lat"),
             "{e}"
         );
-        assert!(prepare(vec![gauge("lat_total", vec![vec![]]), lat], &labels(), &l).is_ok());
+        assert!(prepare(
+            vec![gauge("lat_total", vec![vec![]]), lat],
+            &labels("n1"),
+            &l
+        )
+        .is_ok());
         let small = Limits {
             max_series_per_node: 1,
             max_labels_per_series: 1,

@@ -10,6 +10,22 @@ use crate::config::Limits;
 use crate::labels::NodeLabels;
 use crate::prepare::{prepare, Prepared};
 
+/// A gauge family `name` with one series per label list, each of value 1.
+pub fn gauge(name: &str, series: Vec<Vec<(&str, &str)>>) -> Family {
+    Family {
+        name: name.into(),
+        help: "h".into(),
+        kind: MetricType::Gauge,
+        series: series
+            .into_iter()
+            .map(|ls| Series {
+                labels: ls.into_iter().map(|(n, v)| Label::new(n, v)).collect(),
+                value: Value::Scalar(1.0),
+            })
+            .collect(),
+    }
+}
+
 /// Families named from `names` (unsorted, so push order and text order differ) with kinds by
 /// index (counter, histogram, summary, gauge), 0–2 series each, and values from `x`.
 pub fn families(names: &[String], x: &[f64]) -> Vec<Family> {
