@@ -4,8 +4,8 @@
 //! serialization of the snapshot. Decoding never allocates more than the caller's cap, however
 //! the compressed bytes claim to expand.
 
-use std::cell::RefCell;
 use std::io::Read;
+use std::sync::Mutex;
 
 use crate::{Snapshot, WireError};
 
@@ -116,31 +116,14 @@ pub fn decompress_capped(
                 Ok(body.to_vec())
             }
         }
-        ContentEncoding::Zstd => ZSTD_CONTEXT.with(|context| match context.try_borrow_mut() {
-            Ok(mut slot) => {
-                let context = slot.get_or_insert_with(zstd::zstd_safe::DCtx::create);
-                // Starts a new session: nothing of the body decoded before carries over.
-                let decoder = zstd::stream::read::Decoder::with_context(body, context);
-                let plain = read_capped(decoder, body.len(), cap, "zstd");
-                if slot
-                    .as_ref()
-                    .is_some_and(|c| c.sizeof() > KEPT_ZSTD_CONTEXT)
-                {
-                    *slot = None;
-                }
-                plain
-            }
-            // Never: nothing decompresses while decompressing. A context of its own then.
-            Err(_) => {
-                let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| {
-                    WireError::Decompress {
-                        encoding: "zstd",
-                        detail: e.to_string(),
-                    }
-                })?;
-                read_capped(decoder, body.len(), cap, "zstd")
-            }
-        }),
+        ContentEncoding::Zstd => {
+            let mut context = ZSTD_CONTEXTS.take();
+            // Starts a new session: nothing of a body decoded before carries over.
+            let decoder = zstd::stream::read::Decoder::with_context(body, &mut context);
+            let plain = read_capped(decoder, body.len(), cap, "zstd");
+            ZSTD_CONTEXTS.give(context);
+            plain
+        }
         ContentEncoding::Gzip => read_capped(
             flate2::read::MultiGzDecoder::new(body),
             body.len(),
@@ -150,16 +133,58 @@ pub fn decompress_capped(
     }
 }
 
-/// The largest zstd context (tables and buffers) a thread keeps for its next body; one that a
-/// frame with a large window grew is freed instead, so no body pins its memory.
-const KEPT_ZSTD_CONTEXT: usize = 4 << 20;
+/// zstd decompression contexts kept from one body to the next: creating one per body (its
+/// tables set up, its buffers allocated and zeroed) cost a hub 2–3 % of its CPU at 10,000
+/// nodes. At most [`ContextPool::KEPT`] are kept, whatever the number of threads that
+/// decompress at once (a hub's pushes run on up to hundreds of blocking threads), and none
+/// that a frame with a large window grew past [`ContextPool::LARGEST`], so neither a burst of
+/// pushes nor one large body pins memory.
+static ZSTD_CONTEXTS: ContextPool = ContextPool::new();
 
-thread_local! {
-    /// The zstd decompression context of this thread, kept from one body to the next: creating
-    /// one per body (its tables set up, its buffers allocated and zeroed) cost a hub several
-    /// per cent of its CPU at 10,000 nodes.
-    static ZSTD_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
-        const { RefCell::new(None) };
+/// Decompression contexts for reuse.
+struct ContextPool {
+    kept: Mutex<Vec<zstd::zstd_safe::DCtx<'static>>>,
+}
+
+impl ContextPool {
+    /// Contexts kept at most (about 100–200 KB each for the bodies agents send).
+    const KEPT: usize = 8;
+    /// The largest context (tables and buffers, `ZSTD_sizeof_DCtx`) kept.
+    const LARGEST: usize = 4 << 20;
+
+    const fn new() -> Self {
+        ContextPool {
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<zstd::zstd_safe::DCtx<'static>>> {
+        // A panic cannot leave the list half-changed (push and pop only).
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kept context, or a new one.
+    fn take(&self) -> zstd::zstd_safe::DCtx<'static> {
+        let kept = self.lock().pop();
+        kept.unwrap_or_else(zstd::zstd_safe::DCtx::create)
+    }
+
+    /// Keeps `context` for a later body, unless enough are kept or it grew too large.
+    fn give(&self, context: zstd::zstd_safe::DCtx<'static>) {
+        if context.sizeof() > Self::LARGEST {
+            return;
+        }
+        let mut kept = self.lock();
+        if kept.len() < Self::KEPT {
+            kept.push(context);
+        }
+    }
+
+    /// The sizes of the contexts kept.
+    #[cfg(test)]
+    fn sizes(&self) -> Vec<usize> {
+        self.lock().iter().map(|c| c.sizeof()).collect()
+    }
 }
 
 fn read_capped(
@@ -359,15 +384,30 @@ mod tests {
     }
 
     #[test]
-    fn a_context_grown_by_a_large_window_is_not_kept() {
-        let kept = || ZSTD_CONTEXT.with(|c| c.borrow().as_ref().map(|c| c.sizeof()));
+    fn contexts_are_kept_up_to_a_count_and_a_size() {
+        let pool = ContextPool::new();
         let small = zstd::stream::encode_all(&b"small"[..], 3).unwrap();
+        let mut contexts: Vec<_> = (0..ContextPool::KEPT + 3).map(|_| pool.take()).collect();
+        for context in &mut contexts {
+            let decoder = zstd::stream::read::Decoder::with_context(&small[..], context);
+            assert_eq!(
+                read_capped(decoder, small.len(), 1024, "zstd").unwrap(),
+                b"small"
+            );
+        }
+        for context in contexts {
+            pool.give(context);
+        }
+        let sizes = pool.sizes();
         assert_eq!(
-            decompress_capped(ContentEncoding::Zstd, &small, 1024).unwrap(),
-            b"small"
+            sizes.len(),
+            ContextPool::KEPT,
+            "a burst keeps no more than the bound"
         );
-        let size = kept().expect("a small body's context is kept");
-        assert!(size <= KEPT_ZSTD_CONTEXT, "{size}");
+        assert!(
+            sizes.iter().all(|&s| s <= ContextPool::LARGEST),
+            "{sizes:?}"
+        );
         // 32 MiB that do not repeat within 8 MiB, compressed with a 16 MiB window and no
         // content size in the frame: the decoder needs a window's worth of buffer.
         let mut big = Vec::new();
@@ -381,13 +421,28 @@ mod tests {
             std::io::Write::write_all(&mut encoder, &block).unwrap();
         }
         encoder.finish().unwrap();
+        let mut context = pool.take();
+        let decoder = zstd::stream::read::Decoder::with_context(&big[..], &mut context);
+        let plain = read_capped(decoder, big.len(), 64 << 20, "zstd").unwrap();
+        assert_eq!(plain.len(), 32 << 20);
+        assert!(
+            context.sizeof() > ContextPool::LARGEST,
+            "{}",
+            context.sizeof()
+        );
+        pool.give(context);
+        assert_eq!(
+            pool.sizes().len(),
+            ContextPool::KEPT - 1,
+            "the grown context was dropped"
+        );
+        // The route every body takes, with a large body among small ones.
         assert_eq!(
             decompress_capped(ContentEncoding::Zstd, &big, 64 << 20)
                 .unwrap()
                 .len(),
             32 << 20
         );
-        assert_eq!(kept(), None, "the grown context was freed");
         assert_eq!(
             decompress_capped(ContentEncoding::Zstd, &small, 1024).unwrap(),
             b"small"
