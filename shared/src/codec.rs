@@ -147,7 +147,9 @@ struct ContextPool {
 }
 
 impl ContextPool {
-    /// Contexts kept at most (about 100–200 KB each for the bodies agents send).
+    /// Contexts kept at most. Each holds 2.6 MB of buffers for the bodies agents send (they are
+    /// compressed without a declared size, so with zstd's 2 MiB window), of which the bodies'
+    /// output touches only as much as the largest of them.
     const KEPT: usize = 8;
     /// The largest context (tables and buffers, `ZSTD_sizeof_DCtx`) kept.
     const LARGEST: usize = 4 << 20;
