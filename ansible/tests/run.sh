@@ -133,32 +133,16 @@ server-local ansible_connection=local ansible_python_interpreter=$PYTHON ansible
 server-other ansible_host=127.0.0.1 ansible_port=9 ansible_connection=ssh
 EOF
 # Everything the play writes goes under $TMP/root; the agent runs as the current user.
-"$PYTHON" - "$TMP/vars.json" <<EOF
-import json, sys
-root = "$TMP/root"
-json.dump({
+"$PYTHON" "$ANSIBLE_DIR/tests/local_agent_vars.py" "$TMP/vars.json" "$TMP/root" "$AGENT_BIN" "$(cat <<EOF
+{
     "fleetgate_agent_hub_url": "$HUB_URL",
     "fleetgate_agent_enroll_token": "$ENROLL_TOKEN",
     "fleetgate_agent_admin_token": "$ADMIN_TOKEN",
     "fleetgate_agent_node": "$NODE",
-    "fleetgate_agent_labels": {"rollout": "ansible-test"},
-    "fleetgate_agent_interval": "1s",
-    "fleetgate_agent_collectors": ["host"],
-    "fleetgate_agent_install_mode": "binary",
-    "fleetgate_agent_service_manager": "none",
-    "fleetgate_agent_binary_src": "$AGENT_BIN",
-    "fleetgate_agent_bin_path": root + "/usr/local/bin/fleetgate-agent",
-    "fleetgate_agent_config_dir": root + "/etc/fleetgate-agent",
-    "fleetgate_agent_state_dir": root + "/var/lib/fleetgate-agent",
-    "fleetgate_agent_pid_file": root + "/run/fleetgate-agent.pid",
-    "fleetgate_agent_log_file": root + "/var/log/fleetgate-agent.log",
-    "fleetgate_agent_user": "$(id -un)",
-    "fleetgate_agent_group": "$(id -gn)",
-    "fleetgate_agent_docker_group": "",
-    "fleetgate_agent_wait_retries": 60,
-    "fleetgate_agent_wait_delay": 1,
-}, open(sys.argv[1], "w"))
+    "fleetgate_agent_labels": {"rollout": "ansible-test"}
+}
 EOF
+)"
 mkdir -p "$TMP/root/usr/local/bin" "$TMP/root/run" "$TMP/root/var/log"
 
 play() {

@@ -57,31 +57,15 @@ cat >"$TMP/inventory" <<EOF
 [app_servers]
 server-local ansible_connection=local ansible_python_interpreter=$PYTHON ansible_become=false
 EOF
-"$PYTHON" - "$TMP/vars.json" <<EOF
-import json, sys
-root = "$TMP/root"
-json.dump({
+"$PYTHON" "$ROOT/ansible/tests/local_agent_vars.py" "$TMP/vars.json" "$TMP/root" "$AGENT_BIN" "$(cat <<EOF
+{
     "fleetgate_hub_urls": ["${URLS[0]}", "${URLS[1]}/"],
     "fleetgate_agent_enroll_token": "$ENROLL",
     "fleetgate_agent_admin_token": "$ADMIN",
-    "fleetgate_agent_node": "$NODE",
-    "fleetgate_agent_interval": "1s",
-    "fleetgate_agent_collectors": ["host"],
-    "fleetgate_agent_install_mode": "binary",
-    "fleetgate_agent_service_manager": "none",
-    "fleetgate_agent_binary_src": "$AGENT_BIN",
-    "fleetgate_agent_bin_path": root + "/usr/local/bin/fleetgate-agent",
-    "fleetgate_agent_config_dir": root + "/etc/fleetgate-agent",
-    "fleetgate_agent_state_dir": root + "/var/lib/fleetgate-agent",
-    "fleetgate_agent_pid_file": root + "/run/fleetgate-agent.pid",
-    "fleetgate_agent_log_file": root + "/var/log/fleetgate-agent.log",
-    "fleetgate_agent_user": "$(id -un)",
-    "fleetgate_agent_group": "$(id -gn)",
-    "fleetgate_agent_docker_group": "",
-    "fleetgate_agent_wait_retries": 60,
-    "fleetgate_agent_wait_delay": 1,
-}, open(sys.argv[1], "w"))
+    "fleetgate_agent_node": "$NODE"
+}
 EOF
+)"
 play() {
   local log=$1; shift
   ansible-playbook -i "$TMP/inventory" app-side/playbook.yaml -l server-local -e "@$TMP/vars.json" "$@" \
