@@ -369,8 +369,8 @@ mod tests {
         let z = zstd::stream::encode_all(data.as_slice(), 3).unwrap();
         let other = zstd::stream::encode_all(&b"another body"[..], 3).unwrap();
         for _ in 0..2 {
-            // Stopped at the cap, then cut short, then corrupt: each leaves this thread's
-            // context in the middle of a frame.
+            // Stopped at the cap, then cut short, then corrupt: each gives a context back to
+            // the pool in the middle of a frame, and the next body takes it again.
             assert!(decompress_capped(ContentEncoding::Zstd, &z, 1000).is_err());
             assert!(decompress_capped(ContentEncoding::Zstd, &z[..z.len() / 2], 1 << 30).is_err());
             assert!(decompress_capped(ContentEncoding::Zstd, b"\x28\xb5\x2f\xfdxx", 1024).is_err());
