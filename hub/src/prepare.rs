@@ -71,11 +71,10 @@ pub fn decode_set(b: &[u8]) -> Option<u32> {
 pub struct LabelSets {
     /// Each set's own text back to back.
     text: Box<str>,
-    /// Where each set's own text ends in `text`.
-    ends: Box<[u32]>,
-    /// Per set, the set whose whole text comes before its own, or [`NO_PARENT`]; a parent
-    /// never has a parent itself.
-    parents: Box<[u32]>,
+    /// Per set, where its own text ends in `text` and the set whose whole text comes before
+    /// its own, or [`NO_PARENT`] (a parent never has a parent itself): side by side, so that a
+    /// render finds a set's place in one read rather than in two arrays.
+    index: Box<[[u32; 2]]>,
 }
 
 /// [`LabelSets`] parent of a set that continues none.
@@ -99,27 +98,38 @@ impl LabelSets {
             }
             start = e;
         }
-        (start == text.len()).then(|| LabelSets {
+        (start == text.len()).then(|| LabelSets::new(text, &ends, &parents))
+    }
+
+    /// Sets whose `ends` and `parents` are known to be in order.
+    fn new(text: String, ends: &[u32], parents: &[u32]) -> Self {
+        LabelSets {
             text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-            parents: parents.into_boxed_slice(),
-        })
+            index: ends.iter().zip(parents).map(|(&e, &p)| [e, p]).collect(),
+        }
     }
 
     /// The own text of every set, where each ends, and each one's parent.
-    pub fn parts(&self) -> (&str, &[u32], &[u32]) {
-        (&self.text, &self.ends, &self.parents)
+    pub fn parts(&self) -> (&str, Vec<u32>, Vec<u32>) {
+        let (ends, parents) = self.index.iter().map(|&[e, p]| (e, p)).unzip();
+        (&self.text, ends, parents)
     }
 
     /// The own text of set `i`.
     fn own(&self, i: usize) -> Option<&[u8]> {
-        own_text(&self.text, &self.ends, i)
+        let start = match i {
+            0 => 0,
+            i => self.index.get(i - 1)?[0] as usize,
+        };
+        self.text
+            .as_bytes()
+            .get(start..self.index.get(i)?[0] as usize)
     }
 
     /// Set `i`, as written in a line: its parent's text (empty without one), then its own.
     pub fn get(&self, i: u32) -> Option<(&[u8], &[u8])> {
         let own = self.own(i as usize)?;
-        match *self.parents.get(i as usize)? {
+        match self.index.get(i as usize)?[1] {
             NO_PARENT => Some((&[], own)),
             p => Some((self.own(p as usize)?, own)),
         }
@@ -127,17 +137,17 @@ impl LabelSets {
 
     /// Number of sets.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.index.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.index.is_empty()
     }
 
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
-        self.text.len() + std::mem::size_of_val(&*self.ends) + std::mem::size_of_val(&*self.parents)
+        self.text.len() + std::mem::size_of_val(&*self.index)
     }
 }
 
@@ -253,11 +263,7 @@ impl SetBuilder {
     }
 
     fn finish(self) -> LabelSets {
-        LabelSets {
-            text: self.text.into_boxed_str(),
-            ends: self.ends.into_boxed_slice(),
-            parents: self.parents.into_boxed_slice(),
-        }
+        LabelSets::new(self.text, &self.ends, &self.parents)
     }
 }
 

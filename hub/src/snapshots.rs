@@ -203,7 +203,7 @@ pub fn encode(store: &Store, labels: LabelNames<'_>, now_ms: u64) -> (Vec<u8>, u
         let (sets, ends, parents) = s.layout.label_sets.parts();
         w.str(sets);
         w.uint(ends.len() as u64);
-        for (&e, &p) in ends.iter().zip(parents) {
+        for (&e, &p) in ends.iter().zip(&parents) {
             w.uint(u64::from(e));
             // Parents are earlier sets, so `NO_PARENT` (u32::MAX) is never one: written as 0,
             // a parent as its number plus one.
