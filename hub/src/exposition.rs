@@ -11,6 +11,8 @@ use crate::labels::NodeLabels;
 use crate::prepare::{decode_set, LabelSets, LABEL_SET, LABEL_SET_REF, SPLICE};
 use crate::store::blocks::FamilyBlock;
 use crate::store::{NodeSnapshot, View};
+use std::collections::hash_map::{Entry, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Uncompressed bytes `GET /metrics` renders per chunk: large enough that per-chunk overhead
@@ -51,6 +53,9 @@ pub struct ExpositionWriter<'a> {
     /// Per node, in node order, what rendering it needs, kept side by side so that walking the
     /// nodes for each family touches one small array rather than every node's snapshot.
     cursors: Vec<Cursor<'a>>,
+    /// Every node's labels, one after the other in node order: each (family, node) puts them
+    /// in, and read from here they are next to the previous node's instead of in its memory.
+    labels: Vec<u8>,
     /// Whether the HELP/TYPE of the current family is out.
     header_written: bool,
     /// Whether everything, the synthetic series included, is written.
@@ -63,58 +68,104 @@ pub struct ExpositionWriter<'a> {
     lines: LineOffsets,
 }
 
-/// One node's place in the render.
+/// One node's place in the render. What the next family needs (its block, where its values
+/// start) is read from the node's arrays when the cursor advances, right after the lines next
+/// to it were read: a later visit then finds it here, in the writer's one array of cursors,
+/// instead of in the node's memory, which the passes over the other nodes have long evicted
+/// from the cache by then.
 #[derive(Debug)]
 struct Cursor<'a> {
     /// Its exposed families' blocks, sorted by name.
     families: &'a [Arc<FamilyBlock>],
-    /// Its values, and where each family's start.
-    values: &'a [u8],
     /// Per family, where its values start in `values`.
     value_starts: &'a [u32],
-    /// Its labels, spliced into every line.
-    labels: &'a [u8],
+    /// Its values.
+    values: &'a [u8],
+    /// Its labels, in [`ExpositionWriter::labels`].
+    labels: Range<usize>,
     /// Its long own-label sets, which lines refer to.
     sets: &'a LabelSets,
     /// Its next family not yet written.
     next: usize,
-    /// That family's name, or `None` when every family is written.
-    next_name: Option<&'a Arc<str>>,
+    /// That family's block, or `None` when every family is written.
+    block: Option<&'a Arc<FamilyBlock>>,
+    /// That family's name (the address the block and the family index share).
+    name: Option<&'a str>,
+    /// Where that family's values start in `values`.
+    value_start: Option<u32>,
+    /// Whether each family's values start where the one before it ends
+    /// ([`crate::store::NodeLayout::values_follow`]): then the cursor follows them instead of
+    /// reading where each starts.
+    follow: bool,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(node: &'a NodeSnapshot) -> Self {
-        let families = node.layout.families();
-        Cursor {
+    /// The cursor of `node`, whose block list is `families` (the node's own, or an equal
+    /// one of another node).
+    fn new(node: &'a NodeSnapshot, families: &'a [Arc<FamilyBlock>], labels: Range<usize>) -> Self {
+        let mut cursor = Cursor {
             families,
-            values: node.values.as_bytes(),
             value_starts: &node.value_starts,
-            labels: node.layout.node_labels.as_bytes(),
+            values: node.values.as_bytes(),
+            labels,
             sets: &node.layout.label_sets,
             next: 0,
-            next_name: families.first().map(|b| b.name()),
-        }
+            block: None,
+            name: None,
+            value_start: node.value_starts.first().copied(),
+            follow: node.layout.values_follow(),
+        };
+        cursor.load();
+        cursor
     }
 
-    fn advance(&mut self) {
+    fn load(&mut self) {
+        self.block = self.families.get(self.next);
+        self.name = self.block.map(|b| &**b.name());
+    }
+
+    /// Moves on to the next family, after `written` bytes of this one's values when all its
+    /// lines were written.
+    fn advance(&mut self, written: Option<usize>) {
         self.next += 1;
-        self.next_name = self.families.get(self.next).map(|b| b.name());
+        self.load();
+        let followed = match (self.follow, written, self.value_start) {
+            (true, Some(n), Some(start)) => {
+                u32::try_from(n).ok().and_then(|n| start.checked_add(n))
+            }
+            _ => None,
+        };
+        self.value_start = followed.or_else(|| self.value_starts.get(self.next).copied());
+        debug_assert!(
+            followed.is_none()
+                || self.next >= self.value_starts.len()
+                || followed == self.value_starts.get(self.next).copied(),
+            "values followed to {followed:?}, stored at {:?}",
+            self.value_starts.get(self.next)
+        );
+    }
+
+    /// The values of its next family and of everything after it.
+    fn values(&self) -> &'a [u8] {
+        self.value_start
+            .and_then(|s| self.values.get(s as usize..))
+            .unwrap_or_default()
     }
 
     /// Whether its next family is `name`, skipping (defensively) any it has that the name
     /// list lacks.
-    fn is_at(&mut self, name: &Arc<str>) -> bool {
+    fn is_at(&mut self, name: &str) -> bool {
         loop {
-            let Some(next) = self.next_name else {
+            let Some(next) = self.name else {
                 return false;
             };
-            if Arc::ptr_eq(next, name) {
+            if std::ptr::eq(next, name) {
                 return true;
             }
-            match (**next).cmp(&**name) {
+            match next.cmp(name) {
                 std::cmp::Ordering::Equal => return true,
                 std::cmp::Ordering::Greater => return false,
-                std::cmp::Ordering::Less => self.advance(),
+                std::cmp::Ordering::Less => self.advance(None),
             }
         }
     }
@@ -189,12 +240,26 @@ impl LineOffsets {
 impl<'a> ExpositionWriter<'a> {
     /// A writer at the start of the exposition of `view` followed by `nodes`' series.
     pub fn new(view: &'a View, nodes: &'a [NodeLine]) -> Self {
+        let size = view.nodes.iter().map(|n| n.layout.node_labels.len()).sum();
+        let mut labels = Vec::with_capacity(size);
+        let mut lists = HashMap::new();
+        let cursors = view
+            .nodes
+            .iter()
+            .map(|n| {
+                let start = labels.len();
+                labels.extend_from_slice(n.layout.node_labels.as_bytes());
+                let families = one_list(&mut lists, n.layout.families());
+                Cursor::new(n, families, start..labels.len())
+            })
+            .collect();
         ExpositionWriter {
             view,
             nodes,
             family: 0,
             node: 0,
-            cursors: view.nodes.iter().map(|n| Cursor::new(n)).collect(),
+            cursors,
+            labels,
             header_written: false,
             done: false,
             head: String::with_capacity(256),
@@ -208,10 +273,16 @@ impl<'a> ExpositionWriter<'a> {
     pub fn fill(&mut self, out: &mut Vec<u8>, target: usize) -> bool {
         let view = self.view;
         while let Some(family) = view.families.get(self.family) {
-            while let Some(cursor) = self.cursors.get_mut(self.node) {
+            while self.node < self.cursors.len() {
                 if out.len() >= target {
                     return true;
                 }
+                if let Some(ahead) = self.cursors.get(self.node + LOOK_AHEAD) {
+                    prefetch(ahead.values());
+                }
+                let Some(cursor) = self.cursors.get_mut(self.node) else {
+                    break;
+                };
                 self.node += 1;
                 if !cursor.is_at(&family.name) {
                     continue;
@@ -222,21 +293,19 @@ impl<'a> ExpositionWriter<'a> {
                     out.extend_from_slice(self.head.as_bytes());
                     self.header_written = true;
                 }
-                if let Some(block) = cursor.families.get(cursor.next) {
+                let mut written = None;
+                if let Some(block) = cursor.block {
                     let key = Arc::as_ptr(block) as usize;
                     if self.lines.block == key || self.lines.scan(key, block.text()) {
-                        let start = cursor.value_starts.get(cursor.next).copied();
-                        let values = start
-                            .and_then(|s| cursor.values.get(s as usize..))
-                            .unwrap_or_default();
                         let node = Node {
-                            labels: cursor.labels,
+                            labels: self.labels.get(cursor.labels.clone()).unwrap_or_default(),
                             sets: cursor.sets,
                         };
-                        write_lines(block.text(), &self.lines.at, values, node, out);
+                        written =
+                            write_lines(block.text(), &self.lines.at, cursor.values(), node, out);
                     }
                 }
-                cursor.advance();
+                cursor.advance(written);
             }
             self.family += 1;
             self.node = 0;
@@ -248,6 +317,48 @@ impl<'a> ExpositionWriter<'a> {
         }
         false
     }
+}
+
+/// `list`, or an equal block list met before (the same blocks in the same order), keyed in
+/// `lists` by a hash of the blocks' addresses. Nodes of one kind have equal lists; the render
+/// then reads each family's block from one list that stays in the cache, not from every
+/// node's own.
+fn one_list<'a>(
+    lists: &mut HashMap<u64, &'a [Arc<FamilyBlock>]>,
+    list: &'a [Arc<FamilyBlock>],
+) -> &'a [Arc<FamilyBlock>] {
+    let key = list.iter().fold(list.len() as u64, |h, b| {
+        (h.rotate_left(5) ^ Arc::as_ptr(b) as usize as u64).wrapping_mul(0x517c_c1b7_2722_0a95)
+    });
+    let same = |other: &[Arc<FamilyBlock>]| {
+        other.len() == list.len() && other.iter().zip(list).all(|(a, b)| Arc::ptr_eq(a, b))
+    };
+    match lists.entry(key) {
+        Entry::Occupied(seen) if same(seen.get()) => seen.get(),
+        Entry::Occupied(_) => list,
+        Entry::Vacant(new) => new.insert(list),
+    }
+}
+
+/// How many nodes ahead of the one being written the render asks for the values.
+const LOOK_AHEAD: usize = 4;
+
+/// Asks the CPU to bring the first bytes of `values` into the cache. Each (family, node) the
+/// render writes starts with the first read of that node's next values, far from the last
+/// ones read (the other nodes were written meanwhile); asked for a few nodes ahead, they are
+/// there when needed.
+#[inline]
+#[allow(unsafe_code)]
+fn prefetch(values: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and reads nothing the program sees,
+    // and SSE, the target feature it is declared with, is part of every x86-64 CPU.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 /// What a node puts into the skeleton lines of its blocks.
@@ -270,35 +381,31 @@ pub fn splice_lines(text: &[u8], values: &[u8], node: Node<'_>, out: &mut Vec<u8
     }
 }
 
-/// [`splice_lines`] with the lines' offsets already known. Stops at a line it cannot write
-/// (a label set the node lacks, values running out; never for what the store holds).
+/// [`splice_lines`] with the lines' offsets already known; returns how many bytes of
+/// `values` the lines took. Stops at a line it cannot write (a label set the node lacks,
+/// values running out; never for what the store holds), and then returns `None`.
 fn write_lines(
     text: &[u8],
     lines: &[LineAt],
     mut values: &[u8],
     node: Node<'_>,
     out: &mut Vec<u8>,
-) {
+) -> Option<usize> {
+    let given = values.len();
     let node_labels = node.labels;
     // Values average under 12 bytes; a longer one just grows `out` once more.
     out.reserve(text.len() + lines.len() * (node_labels.len() + 2 + 12));
     let mut start = 0;
     for at in lines {
         let (marker, end) = (at.marker as usize, at.end as usize);
-        let (Some(head), Some(tail)) = (text.get(start..marker), text.get(marker + 1..end)) else {
-            return;
-        };
+        let (head, tail) = (text.get(start..marker)?, text.get(marker + 1..end)?);
         // Values are a few bytes: a plain loop beats a vectorised search here.
-        let Some(value_end) = values.iter().position(|&b| b == b'\n') else {
-            return;
-        };
+        let value_end = values.iter().position(|&b| b == b'\n')?;
         if at.set_at == NO_SET {
             out.extend_from_slice(head);
         } else {
             let set_at = at.set_at as usize - start;
-            let Some((parent, set)) = node.sets.get(at.set) else {
-                return;
-            };
+            let (parent, set) = node.sets.get(at.set)?;
             out.extend_from_slice(&head[..set_at]);
             out.extend_from_slice(parent);
             out.extend_from_slice(set);
@@ -326,6 +433,7 @@ fn write_lines(
         values = &values[value_end + 1..];
         start = end + 1;
     }
+    Some(given - values.len())
 }
 
 /// Appends the whole exposition of `view` and the synthetic `fleetgate_node_*` families to
@@ -375,7 +483,7 @@ mod tests {
     use super::*;
     use crate::config::Limits;
     use crate::prepare::{prepare, Prepared};
-    use crate::store::Store;
+    use crate::store::{Outcome, Store};
     use crate::test_support::{gauge, labels};
     use fleetgate_shared::{Family, Histogram, Label};
     use std::time::Duration;
@@ -440,6 +548,53 @@ mod tests {
         assert!(text.contains(
             "fleetgate_node_last_push_timestamp_seconds{instance=\"a\",node=\"a\"} 1.5\n"
         ));
+    }
+
+    /// The render follows a node's values from family to family; a family held back for a
+    /// type conflict leaves its values between the others', and nodes of one kind share their
+    /// block list in the render but not their values.
+    #[test]
+    fn each_node_shows_its_own_values_past_a_held_back_family() {
+        let store = Store::new();
+        let push = |node: &str, fams: Vec<Family>| {
+            let labels = NodeLabels::new("instance", "node", node, []);
+            let p = prepare(fams, &labels, &Limits::default()).unwrap();
+            store.apply(node, 1, Some(1), p, Duration::from_secs(60))
+        };
+        push("a", vec![family("b_x", MetricType::Gauge, &[("0", 9.0)])]);
+        let kind = |v: f64| {
+            vec![
+                family("a_f", MetricType::Gauge, &[("0", v), ("1", v + 1.0)]),
+                family("b_x", MetricType::Counter, &[("0", v + 2.0)]),
+                family("c_f", MetricType::Gauge, &[("0", v + 3.0), ("1", v + 4.0)]),
+            ]
+        };
+        for (node, v) in [("y", 10.0), ("z", 20.0)] {
+            let out = push(node, kind(v));
+            assert!(
+                matches!(&out, Outcome::Accepted { quarantined, .. } if quarantined.len() == 1),
+                "{out:?}"
+            );
+        }
+        let view = store.view();
+        assert!(!view.nodes[1].layout.values_follow());
+        let mut out = Vec::new();
+        render_exposition(&view, &[], &mut out);
+        let text = String::from_utf8(out).unwrap();
+        for (node, v) in [("y", 10), ("z", 20)] {
+            let labels = format!("instance=\"{node}\",node=\"{node}\"");
+            for (family, cpu, x) in [
+                ("a_f", 0, v),
+                ("a_f", 1, v + 1),
+                ("c_f", 0, v + 3),
+                ("c_f", 1, v + 4),
+            ] {
+                let line = format!("{family}{{cpu=\"{cpu}\",{labels}}} {x}\n");
+                assert!(text.contains(&line), "{line} missing from\n{text}");
+            }
+        }
+        assert!(text.contains("b_x{cpu=\"0\",instance=\"a\",node=\"a\"} 9\n"));
+        assert!(!text.contains("b_x{cpu=\"0\",instance=\"y\""));
     }
 
     /// Family `i` of `p` as `/metrics` shows it.

@@ -30,6 +30,9 @@ pub struct NodeLayout {
     families: Held,
     /// Per exposed family, the number of its first line among all the push's lines.
     first_lines: Box<[u32]>,
+    /// Whether each exposed family's values start where the one before it ends (no family
+    /// was held back), so a render can follow them without looking up where each starts.
+    values_follow: bool,
     /// Series exposed.
     pub series: usize,
     /// The layout of the push, when a values push may follow it (native snapshots only).
@@ -45,6 +48,12 @@ impl NodeLayout {
     /// Per exposed family, the number of its first line among all the push's lines.
     pub fn first_lines(&self) -> &[u32] {
         &self.first_lines
+    }
+
+    /// Whether each exposed family's values start where the values of the one before it end,
+    /// the first family's at the start.
+    pub fn values_follow(&self) -> bool {
+        self.values_follow
     }
 }
 
@@ -449,12 +458,15 @@ impl Store {
         // Line numbers and value offsets stay under 4 GiB (`prepare` checks the length).
         let first_lines = shown().map(|(f, _)| f.lines.start as u32).collect();
         let value_starts = shown().map(|(f, _)| f.values_start as u32).collect();
+        // The values are in the text's order, which is the families' (sorted by name).
+        let values_follow = exposed.iter().all(|&e| e);
         let layout = NodeLayout {
             node: node.into(),
             node_labels,
             label_sets: incoming.label_sets,
             families,
             first_lines,
+            values_follow,
             series,
             layout: incoming.layout,
         };
