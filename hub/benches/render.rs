@@ -78,7 +78,8 @@ fn render_bench(c: &mut Criterion) {
             out.len()
         })
     });
-    // What `GET /metrics` does: 512 KiB chunks, each handed on (here: dropped) before the next.
+    // What `GET /metrics` does: `CHUNK_BYTES` chunks, each handed on (here: dropped) before the
+    // next.
     group.bench_function("exposition_chunked_1000_nodes_x_1000_series", |b| {
         b.iter(|| {
             let view = store.view();

@@ -3,7 +3,7 @@
 //! pieces joined in order are one deflate stream, closed by an empty final block; the gzip
 //! member around them carries the CRC-32 combined from the chunks' own. Any gzip decoder reads
 //! the result as one ordinary member. A chunk's matches cannot reach into the chunk before it,
-//! which costs about 1 % of size with 512 KiB chunks.
+//! which costs about 1 % of size with 512 KiB chunks, less with the 1 MiB ones of `/metrics`.
 
 use std::collections::VecDeque;
 use std::io;

@@ -15,7 +15,7 @@ use crate::guard::{Refusal, MAX_RENDERS};
 use crate::AppState;
 
 /// Chunks queued between a render thread and its connection; the render waits when it is full.
-const QUEUED_CHUNKS: usize = 4;
+const QUEUED_CHUNKS: usize = 2;
 
 /// How much lower than the hub's other threads a render thread is scheduled (its `nice`
 /// increment). Linux schedules each thread by its own value.
