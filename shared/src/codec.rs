@@ -117,7 +117,13 @@ pub fn decompress_capped(
             }
         }
         ContentEncoding::Zstd => {
-            let mut context = ZSTD_CONTEXTS.take();
+            // Only when zstd cannot allocate one; a decompress error, as before the pool.
+            let Some(mut context) = ZSTD_CONTEXTS.take() else {
+                return Err(WireError::Decompress {
+                    encoding: "zstd",
+                    detail: "no memory for a decompression context".into(),
+                });
+            };
             // Starts a new session: nothing of a body decoded before carries over.
             let decoder = zstd::stream::read::Decoder::with_context(body, &mut context);
             let plain = read_capped(decoder, body.len(), cap, "zstd");
@@ -165,10 +171,10 @@ impl ContextPool {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A kept context, or a new one.
-    fn take(&self) -> zstd::zstd_safe::DCtx<'static> {
+    /// A kept context, or a new one; `None` when zstd cannot allocate one.
+    fn take(&self) -> Option<zstd::zstd_safe::DCtx<'static>> {
         let kept = self.lock().pop();
-        kept.unwrap_or_else(zstd::zstd_safe::DCtx::create)
+        kept.or_else(zstd::zstd_safe::DCtx::try_create)
     }
 
     /// Keeps `context` for a later body, unless enough are kept or it grew too large.
@@ -389,7 +395,9 @@ mod tests {
     fn contexts_are_kept_up_to_a_count_and_a_size() {
         let pool = ContextPool::new();
         let small = zstd::stream::encode_all(&b"small"[..], 3).unwrap();
-        let mut contexts: Vec<_> = (0..ContextPool::KEPT + 3).map(|_| pool.take()).collect();
+        let mut contexts: Vec<_> = (0..ContextPool::KEPT + 3)
+            .map(|_| pool.take().unwrap())
+            .collect();
         for context in &mut contexts {
             let decoder = zstd::stream::read::Decoder::with_context(&small[..], context);
             assert_eq!(
@@ -423,7 +431,7 @@ mod tests {
             std::io::Write::write_all(&mut encoder, &block).unwrap();
         }
         encoder.finish().unwrap();
-        let mut context = pool.take();
+        let mut context = pool.take().unwrap();
         let decoder = zstd::stream::read::Decoder::with_context(&big[..], &mut context);
         let plain = read_capped(decoder, big.len(), 64 << 20, "zstd").unwrap();
         assert_eq!(plain.len(), 32 << 20);
