@@ -198,6 +198,8 @@ struct LineOffsets {
     block: usize,
     /// Per line.
     at: Vec<LineAt>,
+    /// The label set its first line with a reference refers to, if any line has one.
+    first_set: Option<u32>,
 }
 
 impl LineOffsets {
@@ -206,6 +208,7 @@ impl LineOffsets {
     fn scan(&mut self, block: usize, text: &[u8]) -> bool {
         self.block = block;
         self.at.clear();
+        self.first_set = None;
         let mut start = 0;
         while start < text.len() {
             let line = &text[start..];
@@ -227,6 +230,9 @@ impl LineOffsets {
                     }
                 },
             };
+            if set_at != NO_SET && self.first_set.is_none() {
+                self.first_set = Some(set);
+            }
             // A text under 4 GiB (`prepare` checks), so its offsets fit.
             self.at.push(LineAt {
                 set_at,
@@ -280,8 +286,18 @@ impl<'a> ExpositionWriter<'a> {
                 if out.len() >= target {
                     return true;
                 }
+                if let Some(far) = self.cursors.get(self.node + 2 * LOOK_AHEAD) {
+                    prefetch_all(far);
+                }
                 if let Some(ahead) = self.cursors.get(self.node + LOOK_AHEAD) {
                     prefetch(ahead.values());
+                    // Where its label sets are, when its block is the one scanned last (nodes
+                    // of one kind share it) and refers to some.
+                    let same =
+                        ahead.block.map(|b| Arc::as_ptr(b) as usize) == Some(self.lines.block);
+                    if let (true, Some(set)) = (same, self.lines.first_set) {
+                        prefetch(ahead.sets.place(set));
+                    }
                 }
                 let Some(cursor) = self.cursors.get_mut(self.node) else {
                     break;
@@ -347,21 +363,37 @@ fn one_list<'a>(
 const LOOK_AHEAD: usize = 4;
 
 /// Asks the CPU to bring the first bytes of `values` into the cache. Each (family, node) the
-/// render writes starts with the first read of that node's next values, far from the last
-/// ones read (the other nodes were written meanwhile); asked for a few nodes ahead, they are
-/// there when needed.
+/// render writes starts with the first read of that node's next values (and, for lines with
+/// label sets, of its sets' index), far from the last ones read (the other nodes were written
+/// meanwhile); asked for a few nodes ahead, they are there when needed.
 #[inline]
 #[allow(unsafe_code)]
-fn prefetch(values: &[u8]) {
+fn prefetch<T>(values: &[T]) {
+    prefetch_at(values.as_ptr().cast());
+}
+
+/// Asks the CPU to bring every cache line of `item` into the cache.
+#[inline]
+fn prefetch_all<T>(item: &T) {
+    let start = (item as *const T).cast::<u8>();
+    prefetch_at(start);
+    prefetch_at(start.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+}
+
+/// Asks the CPU to bring the cache line of `at` into the cache.
+#[inline]
+#[allow(unsafe_code)]
+fn prefetch_at(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and reads nothing the program sees,
-    // and SSE, the target feature it is declared with, is part of every x86-64 CPU.
+    // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and reads
+    // nothing the program sees; SSE, the target feature it is declared with, is part of every
+    // x86-64 CPU.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().cast());
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = values;
+    let _ = at;
 }
 
 /// What a node puts into the skeleton lines of its blocks.
@@ -598,6 +630,38 @@ mod tests {
         }
         assert!(text.contains("b_x{cpu=\"0\",instance=\"a\",node=\"a\"} 9\n"));
         assert!(!text.contains("b_x{cpu=\"0\",instance=\"y\""));
+    }
+
+    /// The scan of a block notes the first label set its lines refer to, which the render
+    /// asks the cache for a few nodes ahead; a block without references has none.
+    #[test]
+    fn a_scan_notes_the_first_label_set_its_block_refers_to() {
+        let gpu = |uuid: &'static str| vec![("UUID", uuid), ("gpu", "0")];
+        let fams = vec![
+            gauge("a_plain", vec![vec![("cpu", "0")]]),
+            gauge(
+                "b_gpu",
+                vec![
+                    vec![("gpu", "9")],
+                    gpu("GPU-0a1b2c3d-0000-1111-2222-333344445555"),
+                    gpu("GPU-0a1b2c3d-0000-1111-2222-666677778888"),
+                ],
+            ),
+            gauge(
+                "c_gpu",
+                vec![gpu("GPU-0a1b2c3d-0000-1111-2222-666677778888")],
+            ),
+        ];
+        let p = prepare(fams, &labels("n1"), &Limits::default()).unwrap();
+        assert_eq!(p.label_sets.len(), 2, "{:?}", p.label_sets);
+        let first_set = |i: usize| {
+            let mut lines = LineOffsets::default();
+            assert!(lines.scan(1, &p.text[p.families[i].text.clone()]));
+            lines.first_set
+        };
+        assert_eq!(first_set(0), None);
+        assert_eq!(first_set(1), Some(0));
+        assert_eq!(first_set(2), Some(1));
     }
 
     /// Family `i` of `p` as `/metrics` shows it.

@@ -117,13 +117,7 @@ impl LabelSets {
 
     /// The own text of set `i`.
     fn own(&self, i: usize) -> Option<&[u8]> {
-        let start = match i {
-            0 => 0,
-            i => self.index.get(i - 1)?[0] as usize,
-        };
-        self.text
-            .as_bytes()
-            .get(start..self.index.get(i)?[0] as usize)
+        own_text(&self.text, |j| self.index.get(j).map(|&[end, _]| end), i)
     }
 
     /// Set `i`, as written in a line: its parent's text (empty without one), then its own.
@@ -133,6 +127,13 @@ impl LabelSets {
             NO_PARENT => Some((&[], own)),
             p => Some((self.own(p as usize)?, own)),
         }
+    }
+
+    /// The entries of the index that [`LabelSets::get`] reads first for set `i` (none when
+    /// there is no such set), for a render to ask the cache for ahead of time.
+    pub fn place(&self, i: u32) -> &[[u32; 2]] {
+        let i = i as usize;
+        self.index.get(i.saturating_sub(1)..=i).unwrap_or_default()
     }
 
     /// Number of sets.
@@ -156,11 +157,14 @@ impl LabelSets {
 /// bounded so that a push of sets with many labels costs a few times its size, not its square.
 const PREFIX_CUTS: usize = 4;
 
-/// The own text of set `i` of sets kept back to back in `text`, each ending at its `ends`.
-fn own_text<'a>(text: &'a str, ends: &[u32], i: usize) -> Option<&'a [u8]> {
-    let end = *ends.get(i)? as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    text.as_bytes().get(start..end)
+/// The own text of set `i` of sets kept back to back in `text`, set `j` ending at `end(j)`:
+/// from the end of the set before it (or the start) to its own end.
+fn own_text(text: &str, end: impl Fn(usize) -> Option<u32>, i: usize) -> Option<&[u8]> {
+    let start = match i {
+        0 => 0,
+        i => end(i - 1)? as usize,
+    };
+    text.as_bytes().get(start..end(i)? as usize)
 }
 
 /// [`LabelSets`] being collected by [`prepare`].
@@ -236,7 +240,7 @@ impl SetBuilder {
 
     /// Own text of set `i` (one this builder numbered).
     fn own(&self, i: usize) -> &[u8] {
-        own_text(&self.text, &self.ends, i).unwrap_or_default()
+        own_text(&self.text, |j| self.ends.get(j).copied(), i).unwrap_or_default()
     }
 
     /// Whether set `i`'s whole text (its parent's, then its own) starts with `part`.
@@ -698,6 +702,17 @@ mod tests {
         assert_eq!(spliced(1), format!("b_usage{common},{node}}} 1\n"));
         let text = String::from_utf8_lossy(&p.text);
         assert!(text.contains("d_short{cpu=\"0\"\u{FFFD}}"), "{text}");
+        // What a render prefetches for set `i`: the index entries `get(i)` reads first.
+        let (_, ends, _) = sets.parts();
+        assert_eq!(
+            sets.place(0).iter().map(|e| e[0]).collect::<Vec<_>>(),
+            ends[..1]
+        );
+        assert_eq!(
+            sets.place(2).iter().map(|e| e[0]).collect::<Vec<_>>(),
+            ends[1..3]
+        );
+        assert!(sets.place(4).is_empty());
         assert_eq!(
             LabelSets::from_parts("ab".into(), vec![1, 2], vec![NO_PARENT, 0]).map(|s| s.len()),
             Some(2)

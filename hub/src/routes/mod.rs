@@ -265,8 +265,8 @@ mod tests {
         ));
         let state = AppState::open(config).unwrap();
         let app = router(state.clone());
-        // Lines per node: the most a node may push (`max_series_per_node`).
-        const LINES: usize = 50_000;
+        // Lines per node: the most a node may push.
+        let lines = crate::config::Limits::default().max_series_per_node;
         for n in 0..3 {
             let req = Request::post("/add_node")
                 .header("authorization", "Bearer enroll-token-0123456789")
@@ -279,7 +279,7 @@ mod tests {
                 .unwrap()
                 .to_string();
             // Each node alone is more than a chunk, so the body spans many.
-            let text: String = (0..LINES)
+            let text: String = (0..lines)
                 .map(|i| format!("m{}{{k=\"v{i}\"}} {i}\n", i % 7))
                 .collect();
             let req = Request::post("/push")
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(node_part(&plain), node_part(&whole));
         let parsed = fleetgate_shared::text::parse(&plain).unwrap();
         let m0 = parsed.iter().find(|f| f.name == "m0").unwrap();
-        assert_eq!(m0.series.len(), 3 * LINES.div_ceil(7));
+        assert_eq!(m0.series.len(), 3 * lines.div_ceil(7));
 
         let resp = app
             .clone()
