@@ -250,6 +250,10 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// How long a connection to the hub is kept for the next request: below the hub's default
+/// `--header-read-timeout` (30 s), after which the hub closes it.
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(20);
+
 /// A cheap-to-clone client bound to one hub base URL.
 #[derive(Debug, Clone)]
 pub struct HubClient {
@@ -347,6 +351,10 @@ impl HubClient {
         reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // The hub closes a keep-alive connection idle for its `--header-read-timeout`
+            // (30 s by default); a client keeping one longer may send a push on it just as the
+            // hub closes it, and that push fails. Pushes every 15 s keep theirs.
+            .pool_idle_timeout(IDLE_CONNECTION)
             .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")))
     }
 
