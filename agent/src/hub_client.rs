@@ -252,7 +252,7 @@ fn redact(url: &str) -> String {
 
 /// How long a connection to the hub is kept for the next request: below the hub's default
 /// `--header-read-timeout` (30 s), after which the hub closes it.
-pub const IDLE_CONNECTION: Duration = Duration::from_secs(20);
+const IDLE_CONNECTION: Duration = Duration::from_secs(20);
 
 /// A cheap-to-clone client bound to one hub base URL.
 #[derive(Debug, Clone)]

@@ -367,7 +367,6 @@ const LOOK_AHEAD: usize = 4;
 /// label sets, of its sets' index), far from the last ones read (the other nodes were written
 /// meanwhile); asked for a few nodes ahead, they are there when needed.
 #[inline]
-#[allow(unsafe_code)]
 fn prefetch<T>(values: &[T]) {
     prefetch_at(values.as_ptr().cast());
 }
