@@ -371,7 +371,9 @@ fn prefetch<T>(values: &[T]) {
     prefetch_at(values.as_ptr().cast());
 }
 
-/// Asks the CPU to bring every cache line of `item` into the cache.
+/// Asks the CPU to bring the first and the last cache line of `item` into the cache (all of
+/// it when it spans two lines; a cursor that starts late in a line spans three, and its middle
+/// line is left to the hardware's own prefetch).
 #[inline]
 fn prefetch_all<T>(item: &T) {
     let start = (item as *const T).cast::<u8>();
