@@ -153,7 +153,24 @@ pub struct RenderGate {
 }
 
 /// A running render's place in the [`RenderGate`], released on drop.
-pub type RenderPermit = tokio::sync::OwnedSemaphorePermit;
+#[derive(Debug)]
+pub struct RenderPermit {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// The gate's number of places.
+    max: usize,
+}
+
+impl RenderPermit {
+    /// Whether this render is the only one running now.
+    pub fn alone(&self) -> bool {
+        running(self.max, self.permit.semaphore()) == 1
+    }
+}
+
+/// Renders running in a gate of `max` places whose free ones are `permits`.
+fn running(max: usize, permits: &tokio::sync::Semaphore) -> usize {
+    max.saturating_sub(permits.available_permits())
+}
 
 impl RenderGate {
     /// A gate for at most `max` renders at once.
@@ -166,12 +183,16 @@ impl RenderGate {
 
     /// A place for one more render, or `None` when all are taken.
     pub fn enter(&self) -> Option<RenderPermit> {
-        self.permits.clone().try_acquire_owned().ok()
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(RenderPermit {
+            permit,
+            max: self.max,
+        })
     }
 
     /// How many renders are running now.
     pub fn running(&self) -> usize {
-        self.max.saturating_sub(self.permits.available_permits())
+        running(self.max, &self.permits)
     }
 }
 
