@@ -426,6 +426,21 @@ mod tests {
     }
 
     #[test]
+    fn a_render_knows_when_it_runs_alone() {
+        let gate = RenderGate::new(2);
+        assert_eq!(gate.running(), 0);
+        let a = gate.enter().unwrap();
+        assert!(a.alone());
+        let b = gate.enter().unwrap();
+        assert_eq!(gate.running(), 2);
+        assert!(!a.alone() && !b.alone());
+        assert!(gate.enter().is_none(), "both places are taken");
+        drop(a);
+        assert!(b.alone());
+        assert_eq!(gate.running(), 1);
+    }
+
+    #[test]
     fn each_source_and_reason_is_logged_once_per_window() {
         let counter = IntCounterVec::new(prometheus::Opts::new("t", "t"), &["reason"]).unwrap();
         let r = Refusals::new(counter.clone());
