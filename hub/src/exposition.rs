@@ -359,8 +359,11 @@ fn one_list<'a>(
     }
 }
 
-/// How many nodes ahead of the one being written the render asks for the values.
-const LOOK_AHEAD: usize = 4;
+/// How many nodes ahead of the one being written the render asks for the values (the cursor
+/// itself twice as far ahead). Eight rather than four: the 10,000-node shard round took
+/// 0.78-0.81 s against 0.80-0.84 s in two A/B pairs on one VM, the same within noise on
+/// another; criterion unchanged (docs/PERFORMANCE.md `### Looking 8 nodes ahead`).
+const LOOK_AHEAD: usize = 8;
 
 /// Asks the CPU to bring the first bytes of `values` into the cache. Each (family, node) the
 /// render writes starts with the first read of that node's next values (and, for lines with
