@@ -63,9 +63,10 @@ pub struct Config {
     /// after a 409).
     #[arg(long, value_enum, default_value_t = PushKind::Full)]
     pub push: PushKind,
-    /// Also scrape the hub in this many shards at once (`/metrics?shard=I&of=N`), as a sharded
+    /// Also scrape the hub in this many shards (`/metrics?shard=I&of=N`), as a sharded
     /// Prometheus job does: each scrape interval takes its turn of an unsharded plain scrape, a
-    /// plain round of the shards and a gzip round; 0 = unsharded scrapes only.
+    /// plain round of the shards at once, a gzip round, and the shards one after another;
+    /// 0 = unsharded scrapes only.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub scrape_shards: u32,
     /// Spread the nodes' first pushes (all full snapshots) over this time instead of one

@@ -261,6 +261,16 @@ pub fn table(c: &Comparison) -> String {
             "",
         );
         row(
+            "shard scrape s (max, one at a time, plain)",
+            &|x| {
+                x.shard_scrapes
+                    .as_ref()
+                    .filter(|s| s.sequential_rounds > 0)
+                    .map(|s| s.sequential_shard_seconds)
+            },
+            "",
+        );
+        row(
             "shard scrape s (max, gzip)",
             &|x| gzip_shards(x).map(|s| s.gzip_shard_seconds),
             "",

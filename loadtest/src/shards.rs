@@ -1,8 +1,13 @@
 //! Scraping a hub the way a sharded Prometheus job does (`--scrape-shards N`). Each scrape
 //! interval renders the fleet once, as one scraper would, taking turns: an unsharded plain
 //! scrape, then `/metrics?shard=I&of=N` for every `I` at once, plain, then the same round
-//! asking for gzip. The hub's CPU time is read around each, so what gzip costs shows apart from
-//! what rendering costs (pushes arriving meanwhile count too).
+//! asking for gzip, then the N shards one after another, plain. The hub's CPU time is read
+//! around each, so what gzip costs shows apart from what rendering costs (pushes arriving
+//! meanwhile count too).
+//!
+//! All at once is the worst case; one after another is what a Prometheus or vmagent job of N
+//! shard targets mostly sees, as both spread their targets' scrapes over the interval (each
+//! target at an offset from a hash of its labels).
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +62,10 @@ pub struct ShardFigures {
     pub hub_cpu_gzip_round: Option<f64>,
     /// Hub CPU seconds of one unsharded plain scrape, median.
     pub hub_cpu_unsharded: Option<f64>,
+    /// Rounds of the shards scraped one after another, plain.
+    pub sequential_rounds: u64,
+    /// Slowest single shard scrape of those rounds: a shard scraped while no other is.
+    pub sequential_shard_seconds: f64,
 }
 
 /// Counts the sample lines (not comments, not blank) in a body streamed in `chunk`s;
@@ -123,6 +132,17 @@ async fn round(http: &reqwest::Client, base: &str, of: u32, gzip: bool) -> Optio
     })
 }
 
+/// The `of` shards scraped one after another, plain; the slowest shard's seconds.
+async fn one_by_one(http: &reqwest::Client, base: &str, of: u32) -> Option<f64> {
+    let mut slowest = 0.0f64;
+    for i in 0..of {
+        let url = format!("{base}/metrics?shard={i}&of={of}");
+        let (s, _) = scrape(http, &url, false, None).await.ok()?;
+        slowest = slowest.max(s.seconds);
+    }
+    Some(slowest)
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -132,7 +152,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Scrapes `base` every `every` until `end`, in turn: an unsharded plain scrape (returned, for
-/// the run's usual scrape figures), a plain round of `of` shards, a gzip round.
+/// the run's usual scrape figures), a plain round of `of` shards at once, a gzip round, the
+/// shards one after another.
 pub(crate) async fn scrape_loop(
     base: String,
     of: u32,
@@ -157,7 +178,7 @@ pub(crate) async fn scrape_loop(
             break;
         }
         sleep_until(next.into()).await;
-        match turn % 3 {
+        match turn % 4 {
             0 => {
                 let (whole, cpu) =
                     with_cpu(pid, scrape(&http, &format!("{base}/metrics"), false, None)).await;
@@ -177,7 +198,7 @@ pub(crate) async fn scrape_loop(
                     cpu_plain.extend(cpu);
                 }
             }
-            _ => {
+            2 => {
                 let (gz, cpu) = with_cpu(pid, round(&http, &base, of, true)).await;
                 if let Some(r) = gz {
                     figures.gzip_shard_seconds = figures.gzip_shard_seconds.max(r.slowest);
@@ -185,6 +206,13 @@ pub(crate) async fn scrape_loop(
                     figures.gzip_round_bytes = r.bytes;
                     figures.gzip_served = r.gzip;
                     cpu_gzip.extend(cpu);
+                }
+            }
+            _ => {
+                if let Some(slowest) = one_by_one(&http, &base, of).await {
+                    figures.sequential_rounds += 1;
+                    figures.sequential_shard_seconds =
+                        figures.sequential_shard_seconds.max(slowest);
                 }
             }
         }

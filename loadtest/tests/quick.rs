@@ -1,7 +1,7 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
 //! must ingest, and Fleetgate must meet the thresholds the test command gives it. Then Fleetgate
 //! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
-//! bytes. With two hubs every node pushes to both. And a run against a hub that refuses every
+//! bytes, and its shard scrapes (at once, gzip, one after another) must hold the fleet. With two hubs every node pushes to both. And a run against a hub that refuses every
 //! push must fail, naming the threshold.
 
 #![allow(clippy::unwrap_used)]
@@ -106,6 +106,26 @@ fn values_pushes_fail_nothing_and_send_fewer_bytes() {
         values["scrape_series"].as_u64().unwrap() * 10 >= expected * 9,
         "scrape had {} samples, expected about {expected}",
         values["scrape_series"]
+    );
+    // Sharded in 4: --quick's 2 s scrape interval gives each kind of scrape one turn (the
+    // unsharded one first, before every node has pushed, so its count is not checked here).
+    let sharded = passing(&[&common[..], &["--push", "values", "--scrape-shards", "4"]].concat());
+    let shards = &sharded["fleetgate"]["shard_scrapes"];
+    assert_eq!(shards["shards"].as_u64(), Some(4), "{shards}");
+    assert!(shards["rounds"].as_u64().unwrap() >= 1, "{shards}");
+    assert!(
+        shards["round_series"].as_u64().unwrap() * 10 >= expected * 9,
+        "the 4 shards had {} samples, expected about {expected}",
+        shards["round_series"]
+    );
+    assert!(shards["gzip_served"].as_bool().unwrap(), "{shards}");
+    assert!(
+        shards["sequential_rounds"].as_u64().unwrap() >= 1,
+        "{shards}"
+    );
+    assert!(
+        shards["sequential_shard_seconds"].as_f64().unwrap() > 0.0,
+        "{shards}"
     );
 }
 
