@@ -93,10 +93,14 @@ pub fn count_samples(chunk: &[u8], at_line_start: &mut bool) -> u64 {
     n
 }
 
+/// The URL of shard `shard` of `of`.
+fn nth_shard_url(base: &str, shard: u32, of: u32) -> String {
+    format!("{base}/metrics?shard={shard}&of={of}")
+}
+
 /// The URL of the one shard of `of` that holds `node`.
 pub fn shard_url(base: &str, node: &str, of: u32) -> String {
-    let shard = fleetgate_hub::shard::shard_of(node, of);
-    format!("{base}/metrics?shard={shard}&of={of}")
+    nth_shard_url(base, fleetgate_hub::shard::shard_of(node, of), of)
 }
 
 /// Hub CPU seconds used while `work` runs, when the hub's pid is known.
@@ -117,7 +121,7 @@ async fn with_cpu<T>(
 async fn round(http: &reqwest::Client, base: &str, of: u32, gzip: bool) -> Option<Round> {
     let started = Instant::now();
     let scrapes = futures_util::future::join_all((0..of).map(|i| {
-        let url = format!("{base}/metrics?shard={i}&of={of}");
+        let url = nth_shard_url(base, i, of);
         async move { scrape(http, &url, gzip, None).await.map(|s| s.0) }
     }))
     .await;
@@ -136,8 +140,9 @@ async fn round(http: &reqwest::Client, base: &str, of: u32, gzip: bool) -> Optio
 async fn one_by_one(http: &reqwest::Client, base: &str, of: u32) -> Option<f64> {
     let mut slowest = 0.0f64;
     for i in 0..of {
-        let url = format!("{base}/metrics?shard={i}&of={of}");
-        let (s, _) = scrape(http, &url, false, None).await.ok()?;
+        let (s, _) = scrape(http, &nth_shard_url(base, i, of), false, None)
+            .await
+            .ok()?;
         slowest = slowest.max(s.seconds);
     }
     Some(slowest)

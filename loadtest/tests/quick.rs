@@ -1,8 +1,9 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
 //! must ingest, and Fleetgate must meet the thresholds the test command gives it. Then Fleetgate
 //! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
-//! bytes, and its shard scrapes (at once, gzip, one after another) must hold the fleet. With two hubs every node pushes to both. And a run against a hub that refuses every
-//! push must fail, naming the threshold.
+//! bytes, and its shard scrapes (at once, gzip, one after another) must hold the fleet. With two
+//! hubs every node pushes to both. And a run against a hub that refuses every push must fail,
+//! naming the threshold.
 
 #![allow(clippy::unwrap_used)]
 
