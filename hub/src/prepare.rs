@@ -594,23 +594,41 @@ pub fn revalue(base: Base<'_>, push: &ValuesPush) -> Result<Revalued, String> {
         return Err(bad_text());
     }
     let mut base_values = vec![0.0; lines];
-    let mut stored = base.values.split_terminator('\n');
+    // Where each stored line ends, in text order, to copy those whose value stays.
+    let mut ends = Vec::with_capacity(lines);
+    let text = base.values.as_bytes();
+    let mut start = 0;
     for &i in &sample_of {
-        let v = stored.next().and_then(parse_value).ok_or_else(bad_text)?;
+        let rest = text.get(start..).unwrap_or_default();
+        let end = start + memchr::memchr(b'\n', rest).ok_or_else(bad_text)?;
+        let v = base
+            .values
+            .get(start..end)
+            .and_then(parse_stored)
+            .ok_or_else(bad_text)?;
         *base_values.get_mut(i as usize).ok_or_else(bad_text)? = v;
+        ends.push(end);
+        start = end + 1;
     }
-    if stored.next().is_some() {
+    if start != text.len() {
         return Err(bad_text());
     }
     let values = push.apply(&base_values).map_err(|e| e.to_string())?;
 
     let mut out = String::with_capacity(base.values.len() + base.values.len() / 8);
     let mut starts = Vec::with_capacity(lines + 1);
-    for &i in &sample_of {
+    let mut start = 0;
+    for (&i, &end) in sample_of.iter().zip(&ends) {
         // Checked below with the whole text: it stays under 4 GiB.
         starts.push(out.len() as u32);
-        write_value(&mut out, values[i as usize]);
+        let (new, old) = (values[i as usize], base_values[i as usize]);
+        // An unchanged value keeps its stored text, which reads back as the same bits.
+        match base.values.get(start..end) {
+            Some(stored) if new.to_bits() == old.to_bits() => out.push_str(stored),
+            _ => write_value(&mut out, new),
+        }
         out.push('\n');
+        start = end + 1;
     }
     if u32::try_from(out.len()).is_err() {
         return Err(format!("snapshot renders to more than {} bytes", u32::MAX));
@@ -621,6 +639,94 @@ pub fn revalue(base: Base<'_>, push: &ValuesPush) -> Result<Revalued, String> {
         line_starts: starts,
         samples: lines,
     })
+}
+
+/// A stored value as [`parse_value`] reads it. Most are integers, which `write_value` writes
+/// as digits: those are read here without the general float parser (an integer of at most
+/// 15 digits is exact in an `f64`, so the bits are the same; `-0` gives -0.0 as there).
+fn parse_stored(text: &str) -> Option<f64> {
+    let (negative, digits) = match text.as_bytes().split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text.as_bytes()),
+    };
+    if (1..=15).contains(&digits.len()) {
+        let mut n = 0u64;
+        for &d in digits {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                return parse_value(text);
+            }
+            n = n * 10 + u64::from(d);
+        }
+        let v = n as f64;
+        return Some(if negative { -v } else { v });
+    }
+    parse_value(text)
+}
+
+#[cfg(test)]
+mod stored_values {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn same(text: &str) -> bool {
+        let (fast, slow) = (parse_stored(text), parse_value(text));
+        fast.map(f64::to_bits) == slow.map(f64::to_bits)
+    }
+
+    #[test]
+    fn integers_read_as_the_float_parser_reads_them() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "123456789012345",
+            "-999999999999999",
+            "1234567890123456",
+            "9007199254740993",
+            "",
+            "-",
+            "+5",
+            "1e3",
+            "1.5",
+            "NaN",
+            "+Inf",
+            "-Inf",
+            "12a",
+            "--1",
+            " 1",
+        ] {
+            assert!(same(text), "{text:?}");
+        }
+        assert_eq!(
+            parse_stored("-0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(
+            parse_stored("1234567890123456"),
+            Some(1_234_567_890_123_456.0)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn prop_stored_values_read_back_as_written(v in any::<f64>(), n in any::<i64>()) {
+            for v in [v, n as f64, (n % 1_000_000_000_000_000) as f64] {
+                let mut text = String::new();
+                write_value(&mut text, v);
+                prop_assert!(same(&text), "{text:?}");
+                let back = parse_stored(&text).unwrap();
+                prop_assert!(back.to_bits() == v.to_bits() || (v.is_nan() && back.is_nan()));
+            }
+        }
+
+        #[test]
+        fn prop_any_text_reads_as_the_float_parser_reads_it(text in "[-+0-9.eEIinfNa]{0,20}") {
+            prop_assert!(same(&text), "{text:?}");
+        }
+    }
 }
 
 #[cfg(test)]
