@@ -76,14 +76,13 @@ pub struct NodeSnapshot {
 impl NodeSnapshot {
     /// Whether the snapshot has outlived its staleness window at `now`.
     pub fn is_stale(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.received) > self.stale_after
+        self.fresh_until().is_some_and(|t| now > t)
     }
 
-    /// The last instant at which it is still fresh.
-    fn fresh_until(&self) -> Instant {
-        self.received
-            .checked_add(self.stale_after)
-            .unwrap_or(self.received)
+    /// The last instant at which it is still fresh; `None` when its window reaches past what
+    /// an `Instant` can hold, so it never goes stale.
+    fn fresh_until(&self) -> Option<Instant> {
+        self.received.checked_add(self.stale_after)
     }
 
     /// Node name.
@@ -175,8 +174,16 @@ struct Inner {
 
 impl Inner {
     /// Notes a snapshot just stored, which may go stale before every other one.
-    fn note_fresh_until(&mut self, at: Instant) {
-        self.fresh_until = Some(self.fresh_until.map_or(at, |t| t.min(at)));
+    fn note_fresh_until(&mut self, at: Option<Instant>) {
+        self.fresh_until = earliest(self.fresh_until, at);
+    }
+}
+
+/// The earlier of two ends of freshness (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -576,7 +583,6 @@ impl Store {
         let series = base.layout.series;
         let fresh_until = snapshot.fresh_until();
         let mut guard = self.lock();
-        guard.note_fresh_until(fresh_until);
         let Some(slot) = guard.slots.get_mut(node) else {
             return Outcome::Conflict("no base snapshot".into());
         };
@@ -592,6 +598,7 @@ impl Store {
         let old = slot.snapshot.replace(snapshot);
         slot.seq = Some(seq);
         slot.last_push = Some(unix_now);
+        guard.note_fresh_until(fresh_until);
         drop(guard);
         drop(old);
         Outcome::Accepted {
@@ -650,8 +657,7 @@ impl Store {
                     if s.is_stale(now) {
                         evicted.extend(slot.snapshot.take());
                     } else {
-                        let t = s.fresh_until();
-                        fresh_until = Some(fresh_until.map_or(t, |f| f.min(t)));
+                        fresh_until = earliest(fresh_until, s.fresh_until());
                     }
                 }
             }
@@ -1205,5 +1211,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(s.evict_stale(), 1);
         assert!(s.status("a").up);
+    }
+
+    #[test]
+    fn a_window_past_what_an_instant_holds_never_goes_stale_and_hides_no_other() {
+        let s = Store::new();
+        s.apply(
+            "forever",
+            1,
+            Some(1),
+            host("forever", 2, 0.0),
+            Duration::MAX,
+        );
+        s.apply("brief", 1, Some(1), host("brief", 2, 0.0), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(s.evict_stale(), 1);
+        let up: Vec<String> = s.view().nodes.iter().map(|n| n.node().into()).collect();
+        assert_eq!(up, ["forever"]);
+        assert_eq!(s.evict_stale(), 0);
+        assert!(s.status("forever").up);
     }
 }
