@@ -61,6 +61,10 @@ pub struct Args {
     /// Timeout of one scrape of Triton or another endpoint (default 5s).
     #[arg(long, global = true, env = "FLEETGATE_SCRAPE_TIMEOUT")]
     pub scrape_timeout: Option<String>,
+    /// How long an idle connection to a hub is kept for the next push (default 20s); keep it
+    /// below the hub's `--header-read-timeout` (30s by default), after which the hub closes it.
+    #[arg(long, global = true, env = "FLEETGATE_KEEP_ALIVE")]
+    pub keep_alive: Option<String>,
     /// Where the push token is kept between restarts.
     #[arg(long, global = true, env = "FLEETGATE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -156,6 +160,7 @@ struct FileConfig {
     interval: Option<String>,
     push_timeout: Option<String>,
     scrape_timeout: Option<String>,
+    keep_alive: Option<String>,
     state_dir: Option<PathBuf>,
     labels: Option<BTreeMap<String, String>>,
     collectors: Option<Vec<String>>,
@@ -245,6 +250,7 @@ mod keys {
         "--scrape-timeout",
         "FLEETGATE_SCRAPE_TIMEOUT",
     );
+    pub const KEEP_ALIVE: Key = Key::new("keep_alive", "--keep-alive", "FLEETGATE_KEEP_ALIVE");
     pub const STATE_DIR: Key = Key::new("state_dir", "--state-dir", "FLEETGATE_STATE_DIR");
     pub const LABELS: Key = Key::new("labels", "--label", "FLEETGATE_LABELS");
     pub const COLLECTORS: Key = Key::new("collectors", "--collectors", "FLEETGATE_COLLECTORS");
@@ -301,6 +307,8 @@ pub struct Config {
     pub push_timeout: Duration,
     /// Timeout of one scrape.
     pub scrape_timeout: Duration,
+    /// How long an idle connection to a hub is kept for the next request.
+    pub keep_alive: Duration,
     /// Directory holding the push token between restarts.
     pub state_dir: PathBuf,
     /// Static labels sent at enrollment; the hub attaches them to every series.
@@ -394,6 +402,12 @@ impl Config {
             args.scrape_timeout,
             file.scrape_timeout,
             Duration::from_secs(5),
+        )?;
+        let keep_alive = duration(
+            keys::KEEP_ALIVE,
+            args.keep_alive,
+            file.keep_alive,
+            crate::hub_client::DEFAULT_KEEP_ALIVE,
         )?;
 
         // `--label k=v` on the command line, a `[labels]` table in the file.
@@ -505,6 +519,7 @@ impl Config {
             interval,
             push_timeout,
             scrape_timeout,
+            keep_alive,
             state_dir: path(
                 keys::STATE_DIR,
                 args.state_dir,
@@ -778,6 +793,7 @@ mod tests {
         assert_eq!(mode, Mode::Run);
         assert_eq!(urls(&c), ["http://127.0.0.1:8000"]);
         assert_eq!(c.interval, Duration::from_secs(15));
+        assert_eq!(c.keep_alive, Duration::from_secs(20));
         assert_eq!(c.collectors, CollectorKind::ALL.to_vec());
         assert_eq!(c.triton_url, "http://127.0.0.1:8002/metrics");
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/fleetgate-agent"));
@@ -793,6 +809,8 @@ mod tests {
             "n1",
             "--interval",
             "1m",
+            "--keep-alive",
+            "75s",
             "--label",
             "dc=fra",
             "--label",
@@ -807,6 +825,7 @@ mod tests {
         .unwrap();
         assert_eq!(mode, Mode::Once);
         assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.keep_alive, Duration::from_secs(75));
         assert_eq!(c.labels.get("dc").map(String::as_str), Some("fra"));
         assert_eq!(c.labels.len(), 2);
         assert_eq!(
@@ -841,6 +860,11 @@ mod tests {
             &["--interval", "1ms"],
             "--interval / FLEETGATE_INTERVAL",
             "duration",
+        );
+        names(
+            &["--keep-alive", "forever"],
+            "--keep-alive / FLEETGATE_KEEP_ALIVE",
+            "invalid duration \"forever\"",
         );
         names(&["--hub", "ftp://x"], "--hub / FLEETGATE_HUB", "URL");
         names(
@@ -1013,12 +1037,13 @@ mod tests {
         let p = path.to_str().unwrap();
         std::fs::write(
             &path,
-            "proxy = \"http://proxy.corp:3128\"\ntextfile_dir = \"/tf\"\n",
+            "proxy = \"http://proxy.corp:3128\"\ntextfile_dir = \"/tf\"\nkeep_alive = \"50s\"\n",
         )
         .unwrap();
         let (_, c) = load(&["--config", p, "--node", "n"]).unwrap();
         assert_eq!(c.proxy.unwrap().redacted(), "http://proxy.corp:3128/");
         assert_eq!(c.textfile_dir, Some(PathBuf::from("/tf")));
+        assert_eq!(c.keep_alive, Duration::from_secs(50));
         std::fs::write(&path, "textfile_dir = \"\"\n").unwrap();
         let e = err(&["--config", p, "--node", "n"]);
         assert!(e.starts_with(&format!("{p}: textfile_dir: ")), "{e}");

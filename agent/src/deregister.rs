@@ -69,12 +69,10 @@ pub async fn deregister(config: &Config) -> Result<(), AgentError> {
 
 async fn remove(creds: &Credentials, config: &Config) -> Removed {
     let hub = &creds.enrolled_as.hub;
-    let client =
-        match HubClient::with_options(hub, config.push_timeout, &config.tls, config.proxy.as_ref())
-        {
-            Ok(c) => c,
-            Err(e) => return Removed::Failed(e),
-        };
+    let client = match HubClient::for_agent(hub, config) {
+        Ok(c) => c,
+        Err(e) => return Removed::Failed(e),
+    };
     match client
         .remove(creds.token.expose(), &creds.enrolled_as.node)
         .await

@@ -250,9 +250,10 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// How long a connection to the hub is kept for the next request: below the hub's default
-/// `--header-read-timeout` (30 s), after which the hub closes it.
-const IDLE_CONNECTION: Duration = Duration::from_secs(20);
+/// How long an idle connection to the hub is kept for the next request unless the agent's
+/// `--keep-alive` says otherwise: below the hub's default `--header-read-timeout` (30 s),
+/// after which the hub closes it.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// A cheap-to-clone client bound to one hub base URL.
 #[derive(Debug, Clone)]
@@ -291,13 +292,27 @@ impl HubClient {
         tls: &ClientTls,
         proxy: Option<&ProxyUrl>,
     ) -> Result<Self, HubError> {
+        Self::build(base_url, Self::http_builder(timeout), tls, proxy)
+    }
+
+    /// The agent's client for `base_url`: its push timeout, `--keep-alive`, TLS and proxy.
+    pub fn for_agent(base_url: &str, config: &crate::config::Config) -> Result<Self, HubError> {
+        let http = Self::http_builder(config.push_timeout).pool_idle_timeout(config.keep_alive);
+        Self::build(base_url, http, &config.tls, config.proxy.as_ref())
+    }
+
+    fn build(
+        base_url: &str,
+        mut builder: reqwest::ClientBuilder,
+        tls: &ClientTls,
+        proxy: Option<&ProxyUrl>,
+    ) -> Result<Self, HubError> {
         let base = base_url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(HubError::Config(format!(
                 "hub URL {base_url:?} must start with http:// or https://"
             )));
         }
-        let mut builder = Self::http_builder(timeout);
         let read = |path: &PathBuf, what: &str| {
             std::fs::read(path)
                 .map_err(|e| HubError::Config(format!("{what} {}: {e}", path.display())))
@@ -346,7 +361,7 @@ impl HubClient {
     }
 
     /// The HTTP client settings every [`HubClient`] starts from: the per-request and connect
-    /// timeouts and the agent's user agent.
+    /// timeouts, [`DEFAULT_KEEP_ALIVE`] and the agent's user agent.
     pub fn http_builder(timeout: Duration) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .timeout(timeout)
@@ -354,7 +369,7 @@ impl HubClient {
             // The hub closes a keep-alive connection idle for its `--header-read-timeout`
             // (30 s by default); a client keeping one longer may send a push on it just as the
             // hub closes it, and that push fails. Pushes every 15 s keep theirs.
-            .pool_idle_timeout(IDLE_CONNECTION)
+            .pool_idle_timeout(DEFAULT_KEEP_ALIVE)
             .user_agent(concat!("fleetgate-agent/", env!("CARGO_PKG_VERSION")))
     }
 

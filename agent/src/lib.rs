@@ -93,6 +93,10 @@ pub async fn run(
             let hubs: Vec<&str> = config.hubs.iter().map(|h| h.url.as_str()).collect();
             tracing::info!(node = %config.node, ?hubs, interval = ?config.interval,
                 collectors = ?collection.names(), outbound = %config.outbound(), "fleetgate-agent starting");
+            if config.interval >= config.keep_alive {
+                tracing::info!(interval = ?config.interval, keep_alive = ?config.keep_alive,
+                    "each push opens a new connection (and TLS handshake) to the hub, as the interval is not shorter than --keep-alive; raise the hub's --header-read-timeout and --keep-alive above the interval to keep one");
+            }
             push::PushLoop::new(config, collection, stats, enrollment)?
                 .run(shutdown)
                 .await

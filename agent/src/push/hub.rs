@@ -59,12 +59,7 @@ impl HubPusher {
             enroll_token: target.enroll_token.clone(),
             node: config.node.clone(),
             interval: config.interval,
-            client: HubClient::with_options(
-                &target.url,
-                config.push_timeout,
-                &config.tls,
-                config.proxy.as_ref(),
-            )?,
+            client: HubClient::for_agent(&target.url, config)?,
             state: StateDir::for_hub(&config.state_dir, &target.url),
             stats,
             enrollment,
