@@ -44,14 +44,9 @@ import http.server
 import json
 import os
 import pathlib
-import random
-import shutil
 import signal
-import socket
-import string
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -60,7 +55,10 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "dashboards"))
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
 import gpu_pusher  # noqa: E402  (the dashboards proof's synthetic GPU node, shared)
+import harness  # noqa: E402
+from harness import free_port, wait_for  # noqa: E402
 
 RULES = ROOT / "compose" / "prometheus" / "rules"
 PROMETHEUS_YML = ROOT / "compose" / "prometheus" / "prometheus.yml"
@@ -76,26 +74,6 @@ EXPECTED_WITH_DOCKER = {"ContainerRestarting", "ContainerOOMKilled", "NodeOOMKil
 
 def log(msg):
     print(f"[alerts-e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, predicate, timeout, every=0.5, check=None):
-    """Polls predicate() until it returns something truthy; bounded by timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check:
-            check()
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 class Webhook:
@@ -150,82 +128,25 @@ class Webhook:
         self.server.server_close()
 
 
-class Stack:
+class Stack(harness.Run):
     def __init__(self, bin_dir, keep):
-        self.bin_dir, self.keep = bin_dir, keep
-        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fleetgate-alerts-e2e-"))
-        self.id = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
-        self.procs = {}
-        self.stop_event = threading.Event()
-        self.threads = []
-        self.containers, self.images = [], []
+        super().__init__("fleetgate-alerts-e2e-", keep, log)
+        self.bin_dir = bin_dir
         self.webhook = None
-        self.stopped = False
-
-    # -- processes -----------------------------------------------------------------------------
-
-    def spawn(self, name, argv, env=None):
-        logf = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def tail(self, name, lines=25):
-        path = self.tmp / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def check_alive(self):
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def kill(self, name, sig=signal.SIGTERM):
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
     def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=10)
-        for name in list(self.procs):
-            self.kill(name)
-        for c in self.containers:
-            subprocess.run(["docker", "rm", "-f", c], capture_output=True, timeout=60)
-        for i in self.images:
-            subprocess.run(["docker", "rmi", "-f", i], capture_output=True, timeout=60)
+        super().stop()
         if self.webhook:
             self.webhook.stop()
-        if self.keep:
-            log(f"kept logs and data in {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.webhook = None
 
     # -- components ----------------------------------------------------------------------------
 
     def start_hub(self):
-        data = self.tmp / "hub"
-        self.spawn("hub", [str(self.bin_dir / "fleetgate-hub"), "--listen", "127.0.0.1:0",
-                           "--data-dir", str(data)])
-        addr = wait_for("the hub's listen.addr",
-                        lambda: (data / "listen.addr").exists()
-                        and (data / "listen.addr").read_text().strip(), 30,
-                        check=self.check_alive)
+        addr = super().start_hub(self.bin_dir)
         self.hub = f"http://{addr}"
         self.hub_addr = addr
-        self.enroll_token_file = data / "enroll.token"
+        self.enroll_token_file = self.tmp / "hub" / "enroll.token"
         log(f"hub at {self.hub}")
 
     def start_alertmanager(self):
@@ -250,8 +171,7 @@ class Stack:
                                     f"--web.listen-address=127.0.0.1:{port}",
                                     "--cluster.listen-address="], env=env)
         self.am = f"http://127.0.0.1:{port}"
-        wait_for("Alertmanager ready", lambda: self.get_ok(f"{self.am}/-/ready"), 30,
-                 check=self.check_alive)
+        harness.wait_ready(f"{self.am}/-/ready", "Alertmanager", self.check_alive, 30)
         log(f"alertmanager at {self.am}, webhook at {self.webhook.url}")
 
     def start_prometheus(self):
@@ -277,8 +197,7 @@ class Stack:
                                   # few seconds) are sent again after this, not after 1m.
                                   "--rules.alert.resend-delay=2s"])
         self.prom = f"http://127.0.0.1:{port}"
-        wait_for("Prometheus ready", lambda: self.get_ok(f"{self.prom}/-/ready"), 60,
-                 check=self.check_alive)
+        harness.wait_ready(f"{self.prom}/-/ready", "Prometheus", self.check_alive)
         log(f"prometheus at {self.prom}")
 
     def start_agent(self, name, node, collectors, extra=()):
@@ -304,27 +223,14 @@ class Stack:
         pusher.enroll()
         # XID 79 (GPU fallen off the bus) on GPU 1; GPU 0 stays healthy.
         overrides = {("DCGM_FI_DEV_XID_ERRORS", 1): 79}
-        t = threading.Thread(target=pusher.run, args=(self.stop_event, 1.0, overrides),
-                             daemon=True)
-        t.start()
-        self.threads.append(t)
+        self.thread(pusher.run, self.stop_event, 1.0, overrides)
         return pusher
 
     def start_crash_looping_container(self):
         """A container under `--restart always` with 16 MiB of memory: each run starts `dd` with
         a 64 MiB buffer, which the OOM killer kills, and exits 2 s later; Docker starts it again
         (after 0.1 s, then twice as long each time)."""
-        root = self.tmp / "busybox-root"
-        (root / "bin").mkdir(parents=True)
-        shutil.copy("/bin/busybox", root / "bin" / "busybox")
-        for applet in ("sh", "sleep", "dd"):
-            os.symlink("busybox", root / "bin" / applet)
-        tar = self.tmp / "busybox.tar"
-        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
-        image = f"fg-alerts-busybox:{self.id}"
-        subprocess.run(["docker", "import", str(tar), image], check=True, capture_output=True,
-                       timeout=120)
-        self.images.append(image)
+        image = self.busybox_image("fg-alerts-busybox", ("sh", "sleep", "dd"))
         name = f"fg-alerts-crashloop-{self.id}"
         self.containers.append(name)
         subprocess.run(["docker", "run", "-d", "--name", name, "--restart", "always",
@@ -334,13 +240,6 @@ class Stack:
         return name
 
     # -- queries -------------------------------------------------------------------------------
-
-    @staticmethod
-    def get_ok(url):
-        try:
-            return requests.get(url, timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
 
     def query(self, expr):
         r = requests.get(f"{self.prom}/api/v1/query", params={"query": expr}, timeout=10)

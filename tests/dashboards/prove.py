@@ -23,16 +23,11 @@ import atexit
 import json
 import os
 import pathlib
-import random
 import re
-import shutil
 import signal
 import socket
-import string
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 import requests
@@ -41,6 +36,9 @@ import yaml
 import gpu_pusher
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+import harness  # noqa: E402
+from harness import free_port  # noqa: E402
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources"
 HA_DATASOURCES = ROOT / "grafana" / "provisioning-ha" / "datasources"
@@ -83,112 +81,26 @@ def log(msg):
     print(f"[dashboards] {msg}", flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def suffix():
-    return "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-
-
-class Stack:
+class Stack(harness.Run):
     """Everything the proof starts; stop() tears it all down, also on SIGTERM."""
 
     def __init__(self, bin_dir, python, keep):
-        self.bin_dir, self.python, self.keep = bin_dir, python, keep
-        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fleetgate-dashboards-"))
-        self.procs = []
-        self.containers = []
-        self.image = None
-        self.stop_event = threading.Event()
-        self.threads = []
-        self.stopped = False
-        self.id = suffix()
+        super().__init__("fleetgate-dashboards-", keep, log)
+        self.bin_dir, self.python = bin_dir, python
         self.agent_node = f"proof-cpu-{self.id}"
         self.gpu_node = f"proof-gpu-{self.id}"
-
-    def spawn(self, name, argv, env=None):
-        logf = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        self.procs.append((name, proc))
-        return proc
-
-    def check_alive(self):
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; log:\n"
-                                   + self.tail(name))
-
-    def tail(self, name, lines=30):
-        path = self.tmp / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=10)
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.procs.clear()
-        for c in self.containers:
-            subprocess.run(["docker", "rm", "-f", c], capture_output=True, timeout=60)
-        self.containers.clear()
-        if self.image:
-            subprocess.run(["docker", "rmi", "-f", self.image], capture_output=True, timeout=60)
-            self.image = None
-        if not self.keep:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            log(f"kept logs and data in {self.tmp}")
 
     # -- components ---------------------------------------------------------------------------
 
     def start_hub(self, listen="127.0.0.1:0"):
-        data = self.tmp / "hub"
-        addr_file = data / "listen.addr"
-        addr_file.unlink(missing_ok=True)
-        self.hub_proc = self.spawn("hub", [str(self.bin_dir / "fleetgate-hub"), "--listen", listen,
-                                           "--data-dir", str(data)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            self.check_alive()
-            if addr_file.exists() and addr_file.read_text().strip():
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("hub did not write listen.addr within 30s")
-        self.hub = "http://" + addr_file.read_text().strip()
-        self.hub_data = data
+        self.hub = "http://" + super().start_hub(self.bin_dir, listen=listen)
+        data = self.hub_data = self.tmp / "hub"
         self.enroll_token = (data / "enroll.token").read_text().strip()
         log(f"hub at {self.hub}")
 
     def start_containers(self):
-        root = self.tmp / "busybox-root"
-        (root / "bin").mkdir(parents=True)
-        (root / "tmp").mkdir()
-        shutil.copy("/bin/busybox", root / "bin" / "busybox")
-        for applet in ("sh", "dd", "sleep", "cat"):
-            os.symlink("busybox", root / "bin" / applet)
-        tar = self.tmp / "busybox.tar"
-        subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
-        self.image = f"fleetgate-proof-busybox:{self.id}"
-        subprocess.run(["docker", "import", str(tar), self.image], check=True,
-                       capture_output=True, timeout=120)
+        image = self.busybox_image("fleetgate-proof-busybox", ("sh", "dd", "sleep", "cat"),
+                                   dirs=("tmp",))
         # Direct I/O so block I/O reaches the container's blkio counters instead of page cache;
         # a CPU burst under a small quota so CFS throttling is real.
         io_loop = ("while true; do dd if=/dev/zero of=/tmp/io bs=64k count=16 oflag=direct "
@@ -205,7 +117,7 @@ class Stack:
             subprocess.run(["docker", "run", "-d", "--name", name,
                             "--label", "com.docker.compose.project=fleetgate-proof",
                             "--label", f"com.docker.compose.service={role}",
-                            *limits, self.image, "sh", "-c", script],
+                            *limits, image, "sh", "-c", script],
                            check=True, capture_output=True, timeout=120)
             self.containers.append(name)
         log(f"containers {', '.join(self.containers)}")
@@ -230,9 +142,7 @@ class Stack:
         else:
             raise RuntimeError("Triton not ready within 180s:\n" + self.tail("triton"))
         log(f"triton at {self.triton_http}, metrics {self.triton_metrics}")
-        t = threading.Thread(target=self._inference_traffic, daemon=True)
-        t.start()
-        self.threads.append(t)
+        self.thread(self._inference_traffic)
 
     def _inference_traffic(self):
         url = f"{self.triton_http}/v2/models/identity/infer"
@@ -262,9 +172,7 @@ class Stack:
         pusher = gpu_pusher.GpuNode(self.hub, self.enroll_token, self.gpu_node)
         pusher.enroll()
         self.gpu_pusher = pusher
-        t = threading.Thread(target=pusher.run, args=(self.stop_event, 2.0), daemon=True)
-        t.start()
-        self.threads.append(t)
+        self.thread(pusher.run, self.stop_event, 2.0)
         log(f"GPU node {self.gpu_node} pushing dcgm-exporter text with modelled values")
 
     def wait_for_node(self, node, timeout=120):
@@ -285,9 +193,7 @@ class Stack:
         pushes fail meanwhile (fleetgate_agent_push_failures_total gets real samples) and it
         resumes with its stored token, as after a hub upgrade."""
         addr = self.hub.removeprefix("http://")
-        self.hub_proc.send_signal(signal.SIGTERM)
-        self.hub_proc.wait(timeout=30)
-        self.procs = [(n, p) for n, p in self.procs if p is not self.hub_proc]
+        self.kill("hub", timeout=30)
         time.sleep(seconds)
         self.start_hub(addr)
         if self.hub != "http://" + addr:
@@ -322,17 +228,7 @@ class Stack:
                                   f"--storage.tsdb.path={self.tmp / 'prometheus-data'}",
                                   f"--web.listen-address=127.0.0.1:{port}"])
         self.prom = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                if requests.get(f"{self.prom}/-/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("Prometheus not ready within 60s:\n" + self.tail("prometheus"))
+        harness.wait_ready(f"{self.prom}/-/ready", "Prometheus", self.check_alive)
         log(f"prometheus at {self.prom}")
 
     def start_ha_store(self):

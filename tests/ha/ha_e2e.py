@@ -28,19 +28,18 @@ import argparse
 import json
 import os
 import pathlib
-import random
-import shutil
 import signal
-import string
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import requests
 
 import ha_stack
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "lib"))
+import harness  # noqa: E402
 
 # Push and scrape interval, seconds: short, yet long enough that on a small, busy machine a
 # scrape of 25,000 series and its remote write finish well within it.
@@ -54,78 +53,18 @@ def log(msg):
     print(f"[ha] {msg}", flush=True)
 
 
-class Stack:
+class Stack(harness.Run):
     """Every process the test starts; stop() ends them all."""
 
     def __init__(self, bin_dir, keep):
-        self.bin_dir, self.keep = bin_dir, keep
-        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="fleetgate-ha-"))
-        self.procs = {}
-        self.id = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
-        self.enroll_token = "ha-enroll-" + "".join(
-            random.choice(string.ascii_lowercase + string.digits) for _ in range(24))
-
-    def spawn(self, name, argv):
-        logf = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def alive(self, *names):
-        for name in names or list(self.procs):
-            proc = self.procs.get(name)
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name, lines=25):
-        path = self.tmp / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.procs.clear()
-        if self.keep:
-            log(f"kept logs and data in {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    # -- hubs ---------------------------------------------------------------------------------
+        super().__init__("fleetgate-ha-", keep, log)
+        self.bin_dir = bin_dir
+        self.enroll_token = "ha-enroll-" + harness.suffix(24)
 
     def start_hub(self, name, listen="127.0.0.1:0"):
-        data = self.tmp / name
-        data.mkdir(exist_ok=True)
-        token = data / "enroll.token"
-        if not token.exists():
-            token.write_text(self.enroll_token + "\n")
-            token.chmod(0o600)
-        addr_file = data / "listen.addr"
-        addr_file.unlink(missing_ok=True)
-        self.spawn(name, [str(self.bin_dir / "fleetgate-hub"), "--listen", listen,
-                          "--data-dir", str(data)])
-        deadline = time.monotonic() + 30
-        while not (addr_file.exists() and addr_file.read_text().strip()):
-            self.alive(name)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} wrote no listen.addr:\n{self.tail(name)}")
-            time.sleep(0.05)
-        addr = addr_file.read_text().strip()
-        ha_stack.wait_ready(f"http://{addr}/readyz", name, lambda: self.alive(name))
+        addr = super().start_hub(self.bin_dir, name, listen, enroll_token=self.enroll_token)
+        harness.wait_ready(f"http://{addr}/readyz", name, lambda: self.check_alive(name))
         return addr
-
-    def kill9(self, name):
-        proc = self.procs.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
     def admin(self, name):
         return (self.tmp / name / "admin.token").read_text().strip()
@@ -223,11 +162,11 @@ def run(stack, args, failures):
     addr_a = stack.start_hub("hub-a")
     addr_b = stack.start_hub("hub-b")
     log(f"hub A {addr_a}, hub B {addr_b}")
-    vm = ha_stack.start_store(stack.spawn, stack.tmp, INTERVAL, stack.alive)
+    vm = ha_stack.start_store(stack.spawn, stack.tmp, INTERVAL, stack.check_alive)
     replicas = {}
     for replica, addr in (("a", addr_a), ("b", addr_b)):
         replicas[replica] = ha_stack.start_replica(stack.spawn, stack.tmp, replica, addr, vm,
-                                                   INTERVAL, stack.alive, send_deadline_s=1)
+                                                   INTERVAL, stack.check_alive, send_deadline_s=1)
     log(f"VictoriaMetrics {vm}, Prometheus replicas a and b")
 
     hubs = f"http://{addr_a},http://{addr_b}"
@@ -247,7 +186,7 @@ def run(stack, args, failures):
     want_nodes = args.nodes + 1
     deadline = time.monotonic() + 120
     while True:
-        stack.alive()
+        stack.check_alive()
         at = time.time() - LAG
         seen = vm_query(vm, Sampler.NODES, at)
         if seen == want_nodes:
@@ -268,12 +207,12 @@ def run(stack, args, failures):
     window_start = time.time()
     time.sleep(20)
 
-    stack.kill9("hub-a")
+    stack.kill("hub-a", signal.SIGKILL, timeout=10)
     killed_at = time.time()
     log(f"hub A killed with SIGKILL; down for {args.outage:.0f} s")
     end = time.monotonic() + args.outage
     while time.monotonic() < end:
-        stack.alive("hub-b", "agent", "loadtest", "victoria-metrics", "prometheus-a",
+        stack.check_alive("hub-b", "agent", "loadtest", "victoria-metrics", "prometheus-a",
                     "prometheus-b")
         time.sleep(1)
     stack.start_hub("hub-a", addr_a)
@@ -379,7 +318,7 @@ def run(stack, args, failures):
         log("deregister removed the node from both hubs; VictoriaMetrics counts "
             f"{want_nodes - 1} nodes")
 
-    stack.alive("loadtest")
+    stack.check_alive("loadtest")
     if failures:
         for f in failures:
             print("FAIL:", f)

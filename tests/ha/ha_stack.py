@@ -8,23 +8,17 @@ files' path, and no Alertmanager. Used by tests/ha/ha_e2e.py and by tests/dashbo
 """
 
 import pathlib
-import socket
 import subprocess
-import time
+import sys
 
-import requests
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+from harness import free_port, wait_ready  # noqa: E402
 COMPOSE = ROOT / "compose"
 PROMETHEUS = "/usr/bin/prometheus"
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prometheus_config(replica, hub_addr, vm_url, interval_s, send_deadline_s=None):
@@ -65,20 +59,6 @@ def victoria_metrics_args(interval_s, data_dir, port):
     flags["httpListenAddr"] = f"127.0.0.1:{port}"
     flags.pop("retentionPeriod", None)
     return [VICTORIA_METRICS] + [f"-{k}={v}" for k, v in sorted(flags.items())]
-
-
-def wait_ready(url, what, alive, timeout=60):
-    """Polls url until 200; alive() raises if the process died meanwhile."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive()
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready within {timeout}s at {url}")
 
 
 def start_store(spawn, tmp, interval_s, alive):

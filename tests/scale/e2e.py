@@ -28,19 +28,16 @@ Exit status 0 when everything holds, 1 otherwise.
 
 import argparse
 import gzip
-import os
 import pathlib
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "lib"))
+import harness  # noqa: E402
+from harness import free_port  # noqa: E402
 SHARDED_YML = ROOT / "compose" / "prometheus" / "prometheus-sharded.yml"
 NODES = 40
 SHARDS = 8
@@ -54,59 +51,10 @@ def log(msg):
     print(f"[scale-e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(what, predicate, timeout, every=0.5):
-    """Polls predicate() until it returns something truthy; bounded by timeout seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            result = predicate()
-        except (requests.RequestException, ValueError, KeyError) as e:
-            result, last = None, e
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last})")
-        time.sleep(every)
-
-
-class Processes:
-    """Child processes, each with its log file; all stopped on exit."""
-
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.children = []
-
-    def start(self, name, argv):
-        logf = open(self.tmp / f"{name}.log", "wb")
-        p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.children.append((name, p))
-        return p
-
-    def stop(self, p):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def stop_all(self):
-        for _, p in reversed(self.children):
-            self.stop(p)
-
-    def tail(self, name, lines=20):
-        path = self.tmp / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    """harness.wait_for, a failed request or an unexpected answer counting as "not yet"."""
+    return harness.wait_for(what, predicate, timeout, every,
+                            tolerate=(requests.RequestException, ValueError, KeyError))
 
 
 def node_text(i):
@@ -279,23 +227,16 @@ def main():
     ap.add_argument("--bin-dir", required=True, help="directory with the release fleetgate-hub")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="fleetgate-scale-e2e."))
-    procs = Processes(tmp)
+    procs = harness.Run("fleetgate-scale-e2e.", args.keep, log)
+    tmp = procs.tmp
     checks = Checks()
     try:
         # --- hub and 40 nodes ------------------------------------------------------------------
-        data = tmp / "hub"
-        hub_port = free_port()
-        procs.start("hub", [
-            str(pathlib.Path(args.bin_dir) / "fleetgate-hub"),
-            "--listen", f"127.0.0.1:{hub_port}", "--data-dir", str(data),
-            # Text pushes declare no interval; they must stay fresh for the whole test.
-            "--stale-after", "10m",
-        ])
-        hub_addr = f"127.0.0.1:{hub_port}"
+        # Text pushes declare no interval; they must stay fresh for the whole test.
+        hub_addr = procs.start_hub(pathlib.Path(args.bin_dir), args=("--stale-after", "10m"))
         hub = f"http://{hub_addr}"
         wait_for("the hub", lambda: requests.get(f"{hub}/readyz", timeout=2).ok, 20)
-        enroll = (data / "enroll.token").read_text().strip()
+        enroll = (tmp / "hub" / "enroll.token").read_text().strip()
         for i in range(NODES):
             node = f"scale-{i:02d}"
             r = requests.post(f"{hub}/add_node", json={"node": node},
@@ -312,7 +253,7 @@ def main():
 
         # --- VictoriaMetrics -------------------------------------------------------------------
         vm_port = free_port()
-        procs.start("victoria-metrics", [
+        procs.spawn("victoria-metrics", [
             "victoria-metrics", f"-storageDataPath={tmp / 'vm'}",
             f"-httpListenAddr=127.0.0.1:{vm_port}", "-retentionPeriod=1d",
             "-search.latencyOffset=0s", "-search.disableCache",
@@ -326,7 +267,7 @@ def main():
         agents = []
         for member in range(2):
             port = free_port()
-            procs.start(f"vmagent-{member}", [
+            procs.spawn(f"vmagent-{member}", [
                 "vmagent", f"-promscrape.config={tmp / 'vmagent.yml'}",
                 "-promscrape.cluster.membersCount=2", f"-promscrape.cluster.memberNum={member}",
                 f"-remoteWrite.url={write}", f"-remoteWrite.label=collector=vmagent-{member}",
@@ -350,9 +291,8 @@ def main():
             f"the vmagents split the {SHARDS} shard targets: {len(split[0])} + {len(split[1])}",
         )
         check_store(vm, checks, "vmagent-.*", total, members=2)
-        for p in list(procs.children):
-            if p[0].startswith("vmagent"):
-                procs.stop(p[1])
+        for name in [n for n in procs.procs if n.startswith("vmagent")]:
+            procs.kill(name)
 
         # --- Prometheus in agent mode ----------------------------------------------------------
         extra = (
@@ -364,7 +304,7 @@ def main():
             "global:\n", "global:\n  external_labels: {collector: prometheus-agent}\n", 1)
         (tmp / "agent.yml").write_text(config)
         prom_port = free_port()
-        procs.start("prometheus-agent", [
+        procs.spawn("prometheus-agent", [
             "prometheus", "--enable-feature=agent", f"--config.file={tmp / 'agent.yml'}",
             f"--storage.agent.path={tmp / 'prom-agent'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -374,16 +314,12 @@ def main():
                       lambda: targets(prom) if len(targets(prom) or []) == SHARDS else None, 30)
         checks.ok(len(up) == SHARDS, f"Prometheus in agent mode scrapes all {SHARDS} shards")
         check_store(vm, checks, "prometheus-agent", total, members=1)
-    except (TimeoutError, requests.RequestException, OSError) as e:
+    except (TimeoutError, RuntimeError, requests.RequestException, OSError) as e:
         checks.ok(False, f"{type(e).__name__}: {e}")
-        for name, _ in procs.children:
+        for name in procs.procs:
             print(f"--- {name} log tail ---\n{procs.tail(name)}", flush=True)
     finally:
-        procs.stop_all()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        procs.stop()
     if checks.failures:
         log(f"{checks.failures} check(s) failed")
         return 1
