@@ -156,3 +156,15 @@ impl Agent {
         self.process.wait_exit(within).await
     }
 }
+
+/// Asserts that an agent's `log` says once that its pushing to a hub stopped (its node was
+/// removed there) and holds `enrollments` enrollments in all: a removed node is not enrolled
+/// again, at that hub or any other.
+pub fn assert_stopped_once(log: &str, enrollments: usize) {
+    assert_eq!(log.matches("pushing stopped").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("enrolled; push token stored").count(),
+        enrollments,
+        "{log}"
+    );
+}

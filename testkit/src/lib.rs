@@ -56,7 +56,7 @@ mod hub;
 mod require;
 mod wait;
 
-pub use agent::{Agent, AgentArgs};
+pub use agent::{assert_stopped_once, Agent, AgentArgs};
 pub use bins::{binary, command, Binary};
 pub use hub::Hub;
 pub use require::{require, require_tool, skipping_allowed};
