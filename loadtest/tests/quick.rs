@@ -1,7 +1,7 @@
 //! `fleetgate-loadtest --quick` against the real hub binary and the real Pushgateway: both systems
 //! must ingest, and Fleetgate must meet the thresholds the test command gives it. Then Fleetgate
 //! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
-//! bytes, and its shard scrapes (at once, gzip, one after another) must hold the fleet. With two
+//! bytes; its shard scrapes (at once, gzip, one after another) must hold the fleet. With two
 //! hubs every node pushes to both. And a run against a hub that refuses every push must fail,
 //! naming the threshold.
 
@@ -108,10 +108,28 @@ fn values_pushes_fail_nothing_and_send_fewer_bytes() {
         "scrape had {} samples, expected about {expected}",
         values["scrape_series"]
     );
+}
+
+#[test]
+fn shard_scrapes_hold_the_whole_fleet() {
+    let hub = hub_bin();
     // Sharded in 4: --quick's 2 s scrape interval gives each kind of scrape one turn (the
     // unsharded one first, before every node has pushed, so its count is not checked here).
-    let sharded = passing(&[&common[..], &["--push", "values", "--scrape-shards", "4"]].concat());
-    let shards = &sharded["fleetgate"]["shard_scrapes"];
+    let sharded = passing(&[
+        "--hub-bin",
+        &hub,
+        "--systems",
+        "fleetgate",
+        "--max-failed",
+        "0",
+        "--push",
+        "values",
+        "--scrape-shards",
+        "4",
+    ]);
+    let fleet = &sharded["fleetgate"];
+    let expected = fleet["nodes"].as_u64().unwrap() * fleet["series_per_node"].as_u64().unwrap();
+    let shards = &fleet["shard_scrapes"];
     assert_eq!(shards["shards"].as_u64(), Some(4), "{shards}");
     assert!(shards["rounds"].as_u64().unwrap() >= 1, "{shards}");
     assert!(
