@@ -95,7 +95,7 @@ pub async fn run(
                 collectors = ?collection.names(), outbound = %config.outbound(), "fleetgate-agent starting");
             if config.interval >= config.keep_alive {
                 tracing::info!(interval = ?config.interval, keep_alive = ?config.keep_alive,
-                    "each push opens a new connection (and TLS handshake) to the hub, as the interval is not shorter than --keep-alive; raise the hub's --header-read-timeout and --keep-alive above the interval to keep one");
+                    "each push opens a new connection to the hub (with https, a TLS handshake each), as the interval is not shorter than --keep-alive; raise the hub's --header-read-timeout and --keep-alive above the interval to keep one");
             }
             push::PushLoop::new(config, collection, stats, enrollment)?
                 .run(shutdown)
