@@ -78,8 +78,8 @@ fn hub_bin() -> String {
     binary(Binary::Hub).display().to_string()
 }
 
-#[test]
-fn values_pushes_fail_nothing_and_send_fewer_bytes() {
+/// [`passing`] for Fleetgate alone, with no failed push allowed, and `more` arguments.
+fn fleetgate_alone(more: &[&str]) -> serde_json::Value {
     let hub = hub_bin();
     let common = [
         "--hub-bin",
@@ -89,8 +89,13 @@ fn values_pushes_fail_nothing_and_send_fewer_bytes() {
         "--max-failed",
         "0",
     ];
-    let full = passing(&[&common[..], &["--push", "full"]].concat());
-    let values = passing(&[&common[..], &["--push", "values"]].concat());
+    passing(&[&common[..], more].concat())
+}
+
+#[test]
+fn values_pushes_fail_nothing_and_send_fewer_bytes() {
+    let full = fleetgate_alone(&["--push", "full"]);
+    let values = fleetgate_alone(&["--push", "values"]);
     let (full, values) = (&full["fleetgate"], &values["fleetgate"]);
     assert_eq!(values["failed_pushes"].as_u64(), Some(0), "{values}");
     assert!(values["pushes"].as_u64().unwrap() > 0);
@@ -112,21 +117,9 @@ fn values_pushes_fail_nothing_and_send_fewer_bytes() {
 
 #[test]
 fn shard_scrapes_hold_the_whole_fleet() {
-    let hub = hub_bin();
     // Sharded in 4: --quick's 2 s scrape interval gives each kind of scrape one turn (the
     // unsharded one first, before every node has pushed, so its count is not checked here).
-    let sharded = passing(&[
-        "--hub-bin",
-        &hub,
-        "--systems",
-        "fleetgate",
-        "--max-failed",
-        "0",
-        "--push",
-        "values",
-        "--scrape-shards",
-        "4",
-    ]);
+    let sharded = fleetgate_alone(&["--push", "values", "--scrape-shards", "4"]);
     let fleet = &sharded["fleetgate"];
     let expected = fleet["nodes"].as_u64().unwrap() * fleet["series_per_node"].as_u64().unwrap();
     let shards = &fleet["shard_scrapes"];
