@@ -12,5 +12,5 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let config = fleetgate_loadtest::config::Config::parse();
-    fleetgate_loadtest::run_all(config, command).await
+    fleetgate_loadtest::process::until_stopped(fleetgate_loadtest::run_all(config, command)).await
 }

@@ -187,3 +187,31 @@ async fn wait_ready(service: &Service, path: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `work` until it ends or the rig is asked to stop (SIGINT or SIGTERM). Stopped, `work`
+/// is dropped first, so the hubs, Pushgateways and agents it started are killed with it
+/// instead of being left running, and the error names the signal.
+pub async fn until_stopped<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        result = work => result,
+        signal = stop_signal() => bail!(
+            "stopped by {signal}; the systems it had started are stopped too"
+        ),
+    }
+}
+
+/// The name of the first stop signal received; never returns when none can be watched.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; only SIGINT stops the run cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

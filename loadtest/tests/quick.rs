@@ -3,7 +3,7 @@
 //! alone with full snapshots and with values pushes: the latter must fail nothing and send fewer
 //! bytes; its shard scrapes (at once, gzip, one after another) must hold the fleet. With two
 //! hubs every node pushes to both. And a run against a hub that refuses every push must fail,
-//! naming the threshold.
+//! naming the threshold. A run stopped by SIGTERM stops the hub it started.
 
 #![allow(clippy::unwrap_used)]
 
@@ -262,4 +262,90 @@ fn a_missed_threshold_fails_the_run_and_names_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("add pushgateway to --systems"), "{stderr}");
+}
+
+/// The running children of `pid` (every thread's), from `/proc`.
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie waiting for its reaper does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_run_stopped_by_sigterm_stops_the_hub_it_started() {
+    let hub = hub_bin();
+    let mut rig = Command::new(binary(Binary::Loadtest))
+        .args(["--hub-bin", &hub, "--systems", "fleetgate", "--nodes", "20"])
+        .args(["--duration", "120s", "--saturate", "0s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let hubs: Vec<u32> = children(rig.id())
+            .into_iter()
+            .filter(|&c| {
+                std::fs::read(format!("/proc/{c}/cmdline"))
+                    .is_ok_and(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == b"--listen"))
+            })
+            .collect();
+        if let [one] = hubs[..] {
+            break one;
+        }
+        assert!(Instant::now() < deadline, "the rig started no hub in 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Running: its nodes enroll and push for a while before the stop.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(running(started));
+    let killed = Command::new("kill")
+        .args(["-TERM", &rig.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = rig.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = rig.kill();
+            panic!("the rig did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Checked first, so a hub left running is killed before any assertion fails.
+    let outlived = running(started);
+    if outlived {
+        let _ = Command::new("kill")
+            .args(["-KILL", &started.to_string()])
+            .status();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut rig.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !outlived,
+        "the hub the rig started (pid {started}) outlived it: {status}\n{stderr}"
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
 }

@@ -12,5 +12,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let cli = fleetgate_loadtest::campaign::Cli::parse();
-    fleetgate_loadtest::campaign::main(cli, command).await
+    fleetgate_loadtest::process::until_stopped(fleetgate_loadtest::campaign::main(cli, command))
+        .await
 }
