@@ -200,18 +200,33 @@ pub async fn until_stopped<T>(work: impl std::future::Future<Output = Result<T>>
     }
 }
 
-/// The name of the first stop signal received; never returns when none can be watched.
+/// The name of the first stop signal received. A signal that cannot be watched is logged and
+/// never arrives (the run is not cut short for it).
 async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for SIGTERM; only SIGINT stops the run cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for SIGINT; it will not stop the run cleanly");
+                std::future::pending().await
+            }
         }
+    };
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+                "SIGTERM"
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for SIGTERM; it will not stop the run cleanly");
+                std::future::pending().await
+            }
+        }
+    };
+    tokio::select! {
+        signal = interrupt => signal,
+        signal = terminate => signal,
     }
 }
