@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetgate_testkit::{binary, require_tool, Binary, Hub};
@@ -39,18 +39,8 @@ fn run_quick(args: &[&str]) -> (Output, Option<serde_json::Value>) {
         let mut s = Vec::new();
         std::io::Read::read_to_end(&mut stderr, &mut s).map(|_| s)
     });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("fleetgate-loadtest --quick {args:?} did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let what = format!("fleetgate-loadtest --quick {args:?}");
+    let status = wait_bounded(&mut child, Duration::from_secs(240), &what);
     let output = Output {
         status,
         stdout: out.join().unwrap().unwrap(),
@@ -60,6 +50,23 @@ fn run_quick(args: &[&str]) -> (Output, Option<serde_json::Value>) {
         .ok()
         .map(|bytes| serde_json::from_slice(&bytes).unwrap());
     (output, figures)
+}
+
+/// Waits for `child` to exit, for at most `within`: past that it is killed and the test fails,
+/// naming `what`.
+fn wait_bounded(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `run_quick` that must succeed; returns the figures.
@@ -322,17 +329,7 @@ fn a_run_stopped_by_sigterm_stops_the_hub_it_started() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = rig.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = rig.kill();
-            panic!("the rig did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_bounded(&mut rig, Duration::from_secs(30), "the rig, after SIGTERM,");
     // Checked first, so a hub left running is killed before any assertion fails.
     let outlived = running(started);
     if outlived {
