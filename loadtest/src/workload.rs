@@ -6,6 +6,7 @@
 //! handful of scratch snapshots instead of thousands of full snapshots.
 
 use std::f64::consts::TAU;
+use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use fleetgate_shared::{Family, Label, MetricType, Series, Snapshot, Value};
@@ -155,20 +156,35 @@ impl Workload {
                 k += 1;
             }
         }
+        // Written into the label's own string, which keeps its allocation from the last node
+        // this pooled snapshot was: a new string per patch was a third of the rig's time in
+        // malloc and free at 10,000 nodes (docs/PERFORMANCE.md `### The rig's own CPU`).
         for p in &self.patches {
-            let v = match p.value {
-                NodeValue::Name => node.to_string(),
-                NodeValue::ContainerId(c) => format!(
+            let Some(label) = families
+                .get_mut(p.family)
+                .and_then(|f| f.series.get_mut(p.series))
+                .and_then(|s| s.labels.get_mut(p.label))
+            else {
+                continue;
+            };
+            let v = &mut label.value;
+            v.clear();
+            // Writing into a String cannot fail.
+            let _ = match p.value {
+                NodeValue::Name => v.write_str(node),
+                NodeValue::ContainerId(c) => write!(
+                    v,
                     "/docker/{:016x}{:016x}{:016x}{:016x}",
                     splitmix(seed ^ c as u64),
                     splitmix(seed ^ 0x100 ^ c as u64),
                     splitmix(seed ^ 0x200 ^ c as u64),
                     splitmix(seed ^ 0x300 ^ c as u64)
                 ),
-                NodeValue::ContainerName(c) => format!("{}-{idx}", APPS[c % APPS.len()]),
+                NodeValue::ContainerName(c) => write!(v, "{}-{idx}", APPS[c % APPS.len()]),
                 NodeValue::GpuUuid(g) => {
                     let h = splitmix(seed ^ 0x6770 ^ g as u64);
-                    format!(
+                    write!(
+                        v,
                         "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
                         h >> 32,
                         (h >> 16) & 0xffff,
@@ -178,13 +194,6 @@ impl Workload {
                     )
                 }
             };
-            if let Some(label) = families
-                .get_mut(p.family)
-                .and_then(|f| f.series.get_mut(p.series))
-                .and_then(|s| s.labels.get_mut(p.label))
-            {
-                label.value = v;
-            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! serialization of the snapshot. Decoding never allocates more than the caller's cap, however
 //! the compressed bytes claim to expand.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::sync::Mutex;
 
@@ -33,16 +34,46 @@ pub fn encode_with_level(snapshot: &Snapshot, level: i32) -> Vec<u8> {
     frame(MAGIC, VERSION, &payload, level)
 }
 
+thread_local! {
+    /// This thread's compression context and the level it is set to, kept between messages:
+    /// a streaming encoder makes a context per message and sizes its tables for an input of
+    /// unknown length, which costs more than compressing a values push of 1,000 series
+    /// (docs/PERFORMANCE.md `### The rig's own CPU`). Compressing in one call also tells zstd
+    /// the input's length, so a small message uses small tables.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
 /// `magic` · `version` · one zstd frame of `payload`: the framing of every message kind.
 pub(crate) fn frame(magic: [u8; 4], version: u8, payload: &[u8], level: i32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() / 4 + 16);
+    let level = level.clamp(1, 19);
+    let mut out = Vec::with_capacity(5 + zstd::zstd_safe::compress_bound(payload.len()));
     out.extend_from_slice(&magic);
     out.push(version);
-    // Writing into a Vec is infallible; zstd only fails here on an invalid level, and the
-    // level is clamped to zstd's range.
-    let level = level.clamp(1, 19);
-    match zstd::stream::copy_encode(payload, &mut out, level) {
-        Ok(()) => out,
+    // zstd only fails here on an invalid level (clamped to its range above) or a context it
+    // cannot allocate; the message is then empty, as before.
+    let compressed = COMPRESSOR.with(|kept| {
+        let Ok(mut kept) = kept.try_borrow_mut() else {
+            return zstd::bulk::compress(payload, level);
+        };
+        if let Some((at, compressor)) = kept.as_mut() {
+            if *at != level {
+                compressor.set_compression_level(level)?;
+                *at = level;
+            }
+        } else {
+            *kept = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match kept.as_mut() {
+            Some((_, compressor)) => compressor.compress(payload),
+            None => zstd::bulk::compress(payload, level),
+        }
+    });
+    match compressed {
+        Ok(z) => {
+            out.extend_from_slice(&z);
+            out
+        }
         Err(_) => Vec::new(),
     }
 }

@@ -525,6 +525,26 @@ mod tests {
     }
 
     #[test]
+    fn layout_hash_is_pinned_for_strings_of_every_tail_length() {
+        // Names and label values of 0 to 17 bytes: every length of a last, zero-padded word,
+        // and more than one word. Agents and hubs of different builds must agree on it.
+        let text = "abcdefghijklmnopq";
+        let families: Vec<Family> = (0..=text.len())
+            .map(|n| Family {
+                name: text[..n].to_string(),
+                help: text[n..].to_string(),
+                kind: MetricType::Gauge,
+                series: vec![Series {
+                    labels: vec![Label::new(&text[..n / 2], &text[n / 2..])],
+                    value: Value::Scalar(n as f64),
+                }],
+            })
+            .collect();
+        let h = layout_hash(&families);
+        assert_eq!(h, 0x5beb_a3c4_9f05_88da, "{h:#x}");
+    }
+
+    #[test]
     fn layout_hash_ignores_values_only() {
         let fam = |v: f64, help: &str, le: f64| Family {
             name: "m".into(),
