@@ -47,30 +47,31 @@ thread_local! {
 /// `magic` · `version` · one zstd frame of `payload`: the framing of every message kind.
 pub(crate) fn frame(magic: [u8; 4], version: u8, payload: &[u8], level: i32) -> Vec<u8> {
     let level = level.clamp(1, 19);
-    let mut out = Vec::with_capacity(5 + zstd::zstd_safe::compress_bound(payload.len()));
-    out.extend_from_slice(&magic);
-    out.push(version);
     // zstd only fails here on an invalid level (clamped to its range above) or a context it
     // cannot allocate; the message is then empty, as before.
     let compressed = COMPRESSOR.with(|kept| {
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return zstd::bulk::compress(payload, level);
         };
-        if let Some((at, compressor)) = kept.as_mut() {
-            if *at != level {
-                compressor.set_compression_level(level)?;
-                *at = level;
+        let compressor = match kept.as_mut() {
+            Some((at, compressor)) => {
+                if *at != level {
+                    compressor.set_compression_level(level)?;
+                    *at = level;
+                }
+                compressor
             }
-        } else {
-            *kept = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match kept.as_mut() {
-            Some((_, compressor)) => compressor.compress(payload),
-            None => zstd::bulk::compress(payload, level),
-        }
+            None => &mut kept.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(payload)
     });
     match compressed {
+        // The message is built after compressing, so it holds exactly its bytes rather than
+        // the payload's compress bound.
         Ok(z) => {
+            let mut out = Vec::with_capacity(magic.len() + 1 + z.len());
+            out.extend_from_slice(&magic);
+            out.push(version);
             out.extend_from_slice(&z);
             out
         }
@@ -488,6 +489,31 @@ mod tests {
             decompress_capped(ContentEncoding::Zstd, &small, 1024).unwrap(),
             b"small"
         );
+    }
+
+    #[test]
+    fn a_framed_message_holds_its_bytes_not_the_payload_bound() {
+        // 1 MiB of a repeating pattern compresses to a few KB; the message kept until it is
+        // sent must not carry capacity for the uncompressed size.
+        let payload: Vec<u8> = (0..1u32 << 20).map(|i| (i % 7) as u8).collect();
+        let message = frame(MAGIC, VERSION, &payload, 3);
+        assert!(
+            message.len() < 64 << 10,
+            "compressed to {} bytes",
+            message.len()
+        );
+        assert!(
+            message.capacity() < 2 * message.len(),
+            "message of {} bytes keeps {} bytes of capacity",
+            message.len(),
+            message.capacity()
+        );
+        let back = unframe(&message, ("snapshot", MAGIC, VERSION), 2 << 20).unwrap();
+        assert_eq!(back, payload);
+        // The kept context switches levels and still frames correctly.
+        let other = frame(MAGIC, VERSION, &payload, 9);
+        let back = unframe(&other, ("snapshot", MAGIC, VERSION), 2 << 20).unwrap();
+        assert_eq!(back, payload);
     }
 
     #[test]
